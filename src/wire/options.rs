@@ -24,9 +24,10 @@ use super::error::{EncodeError, Error, Field};
 use super::reader::Reader;
 use super::writer::Writer;
 
-/// How deeply option lists may nest: message → LQ_QUERY/CLIENT_DATA → IAADDR/relay data →
-/// up to eight relay hops (RFC 8415 §7.6 HOP_COUNT_LIMIT) of relay message → RELAY_MSG → …
-/// Each hop costs two levels, so 4 + 2 × 8 = 20 covers every legal nesting.
+/// How deeply option lists may nest. The top level is 0; CLIENT_DATA's list is 1; the options
+/// of the relay message in its LQ_RELAY_DATA are 2; each further relay hop (a RELAY_MSG holding
+/// the next RELAY-FORW) adds 1. RFC 8415 §7.6 caps relaying at HOP_COUNT_LIMIT = 8 hops, so
+/// 2 + 8 levels are legal; 20 leaves room for sub-options and refuses anything deeper.
 pub const NESTING_MAX: u8 = 20;
 
 /// Length bounds of a DUID: a 2-octet type plus 1..=128 octets (RFC 8415 §11.1).

@@ -144,7 +144,10 @@ pub fn parse_query<'a>(message: &Message<'a>, server_duid: &[u8]) -> Result<Quer
     if top.server_id.is_some_and(|id| id.bytes() != server_duid) {
         return Err(Error::WrongServerId);
     }
-    let filter = top.lq_query.map(parse_filter).transpose()?;
+    let filter = top
+        .lq_query
+        .map(|q| parse_filter(q, msg_type))
+        .transpose()?;
     Ok(Query {
         kind,
         xid: message.xid,
@@ -170,7 +173,7 @@ struct TopLevel<'a> {
 
 /// Validate OPTION_LQ_QUERY: a known type, its required query-option exactly once, an
 /// optional ORO, nothing else known (S-26).
-fn parse_filter(query: LqQuery<'_>) -> Result<Filter<'_>, Error> {
+fn parse_filter(query: LqQuery<'_>, message: MessageType) -> Result<Filter<'_>, Error> {
     let query_type = query.query_type;
     if let QueryType::Unknown(code) = query_type {
         return Err(Error::UnknownQueryType { query_type: code });
@@ -193,8 +196,8 @@ fn parse_filter(query: LqQuery<'_>) -> Result<Filter<'_>, Error> {
             other => {
                 return Err(Error::Forbidden {
                     option: other.code(),
-                    message: MessageType::Leasequery,
-                })
+                    message,
+                });
             }
         }
     }
