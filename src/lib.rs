@@ -5,4 +5,5 @@
 //! `unsafe` is denied crate-wide; only the io_uring reactor (`net`) and the memory-mapped
 //! change log (`store`) may allow it, each block with a `SAFETY:` comment (style.md S6).
 
+pub mod store;
 pub mod wire;
