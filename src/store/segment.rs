@@ -50,23 +50,35 @@ impl Segment {
     /// a sparse file: a full disk fails here, not as SIGBUS on a later write), mapped and
     /// pre-faulted.
     pub fn create(dir: &Path, index: u64, len: usize) -> io::Result<Self> {
+        // Built under a temporary name and renamed when complete, so that a crash during
+        // creation never leaves a short segment for recovery to trip on.
         let path = segment_path(dir, index);
+        let tmp = path.with_extension("seg.tmp");
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
-            .open(&path)?;
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         let size = libc::off_t::try_from(len).map_err(|_| io::Error::other("segment too large"))?;
         // SAFETY: fallocate on a file descriptor we own, with no pointers involved.
         let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) };
         if rc != 0 {
             let error = io::Error::last_os_error();
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&tmp);
             return Err(io::Error::new(
                 error.kind(),
                 format!("fallocate {} octets for {}: {error}", len, path.display()),
             ));
         }
+        if path.exists() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", path.display()),
+            ));
+        }
+        std::fs::rename(&tmp, &path)?;
         Self::map(file, path, index, len)
     }
 

@@ -398,6 +398,42 @@ impl Shard {
         }
     }
 
+    /// End the lease on `kind` of the client with hash `client`, if it holds it live: the
+    /// address moved to another client or was declined (kea.md §7.1), or it expired on
+    /// lqd's clock. The change is reported with zero lifetimes (D-4).
+    pub fn end_lease(
+        &mut self,
+        client: u64,
+        kind: &LeaseKind,
+        now: u32,
+    ) -> Result<Applied, Refused> {
+        let Some(slot) = self.table.lookup(client) else {
+            return Ok(Applied::Unchanged);
+        };
+        let (old, old_time) = self.latest_binding(slot);
+        let Some(lease) = old
+            .leases()
+            .iter()
+            .find(|l| l.kind == *kind && l.ended_at == 0)
+        else {
+            return Ok(Applied::Unchanged);
+        };
+        let mut new = old.clone();
+        new.upsert(Lease {
+            ended_at: now.max(1),
+            ..*lease
+        })
+        .map_err(Refused::Binding)?;
+        let result = self
+            .commit(Some(slot), Some(&old), old_time, &new, now)
+            .map(Applied::Changed);
+        match &result {
+            Ok(_) => self.stats.changed += 1,
+            Err(_) => self.stats.refused += 1,
+        }
+        result
+    }
+
     /// Store an ingest checkpoint (S-n: the ingest position travels with the records).
     pub fn checkpoint(&mut self, id: u64, bytes: &[u8], now: u32) -> Result<u64, Refused> {
         let table = &mut self.table;

@@ -30,7 +30,7 @@ pub const LEASES_PER_CLIENT_MAX: usize = 32;
 pub const LIFETIME_INFINITE: u32 = u32::MAX;
 
 /// What a lease is: an address (IAADDR) or a delegated prefix (IAPREFIX).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LeaseKind {
     /// An IA_NA/IA_TA address.
     Address(Ipv6Addr),
