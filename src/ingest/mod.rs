@@ -18,10 +18,12 @@
 
 pub mod csv;
 pub mod links;
+pub mod pipeline;
 pub mod relay;
 pub mod row;
 pub mod source;
 pub mod tailer;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -50,6 +52,9 @@ pub enum ShardMsg {
         /// The address or prefix.
         kind: LeaseKind,
     },
+    /// After a rebuild from Kea's snapshot: end every live lease not in this set
+    /// (resource → owner's client hash).
+    Sweep(std::sync::Arc<HashMap<LeaseKind, u64>>),
     /// Everything before this position has been sent.
     Checkpoint {
         /// Monotonic checkpoint id.
@@ -60,13 +65,16 @@ pub enum ShardMsg {
 }
 
 /// Apply one message to a shard at server time `now` (the shard's side of the queue).
-pub fn apply(shard: &mut Shard, msg: &ShardMsg, now: u32) -> Result<Applied, Refused> {
+/// Returns the records written.
+pub fn apply(shard: &mut Shard, msg: &ShardMsg, now: u32) -> Result<usize, Refused> {
+    let written = |applied: Applied| usize::from(applied != Applied::Unchanged);
     match msg {
-        ShardMsg::Change(change) => shard.apply(&change.update(), now),
-        ShardMsg::End { client, kind } => shard.end_lease(*client, kind, now),
-        ShardMsg::Checkpoint { id, position } => {
-            shard.checkpoint(*id, position, now).map(Applied::Changed)
+        ShardMsg::Change(change) => shard.apply(&change.update(), now).map(written),
+        ShardMsg::End { client, kind } => shard.end_lease(*client, kind, now).map(written),
+        ShardMsg::Sweep(keep) => {
+            Ok(shard.sweep(&|client, kind| keep.get(kind) == Some(&client), now))
         }
+        ShardMsg::Checkpoint { id, position } => shard.checkpoint(*id, position, now).map(|_| 1),
     }
 }
 
@@ -252,6 +260,14 @@ impl Router {
             );
         }
         self.stats.checkpoints += 1;
+    }
+
+    /// Send the snapshot's lease set to every shard, which ends every other live lease.
+    pub fn sweep(&mut self, live: HashMap<LeaseKind, u64>) {
+        let live = std::sync::Arc::new(live);
+        for shard in 0..self.shard_count() {
+            self.send(shard, ShardMsg::Sweep(std::sync::Arc::clone(&live)));
+        }
     }
 
     /// Continue checkpoint ids after `id` (the one recovered from the store).

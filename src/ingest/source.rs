@@ -72,15 +72,13 @@ impl KeaSource {
         }
     }
 
-    /// Resume at `checkpoint` or rebuild from the snapshot. `sweep` is called with the set of
-    /// leases the snapshot holds (by resource, with the owner's client hash) so that the
-    /// store can end everything else; it is not called when resuming.
+    /// Resume at `checkpoint` or rebuild from the snapshot; after a rebuild the shards are
+    /// sent the snapshot's lease set, so that they end every lease it does not hold.
     pub fn start(
         &mut self,
         router: &mut Router,
         checkpoint: Option<Position>,
         now: u32,
-        sweep: &mut dyn FnMut(&HashMap<LeaseKind, u64>),
     ) -> io::Result<Start> {
         if let Some(at) = checkpoint {
             if self.tailer.resume(at)? {
@@ -114,7 +112,7 @@ impl KeaSource {
             }
             router.row(&k.text, &k.header, &files[k.file], k.line, now);
         }
-        sweep(&live);
+        router.sweep(live);
         if let Some(position) = self.tailer.position() {
             router.checkpoint(position);
         }

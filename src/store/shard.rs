@@ -6,12 +6,14 @@
 //! current state). Nothing is allocated: the binding lives on the stack, the record is
 //! encoded straight into the mapped segment.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::Ipv6Addr;
 
 use super::cursor::{Cursor, Mode, Next};
 use super::log::{AppendError, LogConfig, LogReader, LogWriter, RecordRef, Recovered};
-use super::model::{Binding, Lease, Prefix, RelayInfo};
+use super::model::{time_at_or_after, Binding, Lease, Prefix, RelayInfo, INFINITE};
 use super::record::{
     client_key, decode_change, decode_checkpoint, encode_change, encode_checkpoint, key_hash,
     low64, ChangeOut, ChangeView, KIND_CHANGE, KIND_CHECKPOINT,
@@ -105,6 +107,11 @@ pub struct ShardStats {
     pub carried: u64,
     /// Clients dropped by retention.
     pub dropped: u64,
+    /// Leases expired on lqd's clock.
+    pub expired: u64,
+    /// Expiry entries not queued because the expiry queue was full (Kea's reclaim row
+    /// then reports the expiry).
+    pub expiries_dropped: u64,
 }
 
 /// A checkpoint found at recovery: the ingest position stored with the records.
@@ -123,6 +130,32 @@ pub struct Shard {
     stats: ShardStats,
     /// Ended leases are reported for this long, then pruned (the log's age retention).
     ended_keep_s: u32,
+    /// Lease expiries on lqd's own clock (kea.md §7.3): (valid_until, client, resource),
+    /// earliest first. Entries go stale when a lease is renewed or ended; they are checked
+    /// against the client's latest record when due. Capacity: one entry per indexed
+    /// address and prefix, allocated at start-up.
+    expiries: BinaryHeap<Reverse<(u32, u64, ResourceKey)>>,
+    expiries_max: usize,
+    /// The latest change time used: change times never go backwards in the log, whatever
+    /// the wall clock does (the time index and the horizon rely on it).
+    time_floor: u32,
+}
+
+/// A lease resource as an ordered key: (address or prefix, prefix length, 1 for a prefix).
+type ResourceKey = (u128, u8, u8);
+
+fn resource_key(kind: &LeaseKind) -> ResourceKey {
+    match *kind {
+        LeaseKind::Address(a) => (u128::from(a), 128, 0),
+        LeaseKind::Prefix(p, len) => (u128::from(p), len, 1),
+    }
+}
+
+fn resource_kind(key: ResourceKey) -> LeaseKind {
+    match key {
+        (a, _, 0) => LeaseKind::Address(a.into()),
+        (p, len, _) => LeaseKind::Prefix(p.into(), len),
+    }
 }
 
 fn keys_of(b: &Binding) -> Keys {
@@ -162,11 +195,15 @@ impl Shard {
         if let Some(error) = failure {
             return Err(error);
         }
+        let expiries_max = config.table.addresses_max + config.table.prefixes_max;
         let mut shard = Self {
             table,
             log,
             stats: ShardStats::default(),
             ended_keep_s: retention,
+            expiries: BinaryHeap::with_capacity(expiries_max),
+            expiries_max,
+            time_floor: now,
         };
         shard.rebuild_indexes()?;
         Ok((shard, checkpoint, recovered))
@@ -230,8 +267,18 @@ impl Shard {
         &self.table
     }
 
+    /// The change time for a change made at wall-clock server time `now`: never earlier
+    /// than the previous one.
+    fn stamp(&mut self, now: u32) -> u32 {
+        if time_at_or_after(now, self.time_floor) {
+            self.time_floor = now;
+        }
+        self.time_floor
+    }
+
     /// Apply one lease change at server time `now` (the change time).
     pub fn apply(&mut self, update: &LeaseUpdate<'_>, now: u32) -> Result<Applied, Refused> {
+        let now = self.stamp(now);
         let result = self.apply_inner(update, now);
         match &result {
             Ok(Applied::Changed(_)) => self.stats.changed += 1,
@@ -386,6 +433,19 @@ impl Shard {
     }
 
     fn claim(&mut self, slot: SlotId, binding: &Binding, at: u32) {
+        let client = self.table.client(slot);
+        for lease in binding.leases().iter().filter(|l| l.is_live(at)) {
+            if lease.valid_until == INFINITE {
+                continue;
+            }
+            if self.expiries.len() < self.expiries_max {
+                let key = resource_key(&lease.kind);
+                self.expiries
+                    .push(Reverse((lease.valid_until, client, key)));
+            } else {
+                self.stats.expiries_dropped += 1;
+            }
+        }
         for kind in indexed(binding, at) {
             match kind {
                 LeaseKind::Address(a) => {
@@ -398,6 +458,69 @@ impl Shard {
         }
     }
 
+    /// Expire, on lqd's own clock, up to `max` leases whose valid lifetime ran out at or
+    /// before `now` (kea.md §7.3: Kea writes nothing until its reclaim timer fires). Each
+    /// becomes a change with zero lifetimes (D-4). Returns the leases expired.
+    pub fn expire_due(&mut self, now: u32, max: usize) -> usize {
+        let now = self.stamp(now);
+        let mut expired = 0;
+        let mut checked = 0;
+        while checked < max {
+            let Some(&Reverse((until, client, key))) = self.expiries.peek() else {
+                break;
+            };
+            if !time_at_or_after(now, until) {
+                break;
+            }
+            self.expiries.pop();
+            checked += 1;
+            let kind = resource_kind(key);
+            if self.lease_valid_until(client, &kind) == Some(until) {
+                if let Ok(Applied::Changed(_)) = self.end_lease(client, &kind, now) {
+                    expired += 1;
+                    self.stats.expired += 1;
+                }
+            }
+        }
+        expired
+    }
+
+    /// The valid-until time of a client's live lease on `kind`.
+    fn lease_valid_until(&self, client: u64, kind: &LeaseKind) -> Option<u32> {
+        let slot = self.table.lookup(client)?;
+        let (binding, _) = self.latest_binding(slot);
+        let lease = binding
+            .leases()
+            .iter()
+            .find(|l| l.kind == *kind && l.ended_at == 0)?;
+        Some(lease.valid_until)
+    }
+
+    /// End every live lease that `keep` does not name (after a rebuild from Kea's snapshot:
+    /// leases deleted while lqd was down, kea.md §8.5 item 6). `keep` gets the client hash
+    /// and the resource. Returns the leases ended.
+    pub fn sweep(&mut self, keep: &dyn Fn(u64, &LeaseKind) -> bool, now: u32) -> usize {
+        let slots: Vec<SlotId> = self.table.slots().collect();
+        let mut ended = 0;
+        for slot in slots {
+            let client = self.table.client(slot);
+            let (binding, _) = self.latest_binding(slot);
+            for lease in binding
+                .leases()
+                .iter()
+                .filter(|l| l.ended_at == 0 && l.state.can_be_active())
+            {
+                if keep(client, &lease.kind) {
+                    continue;
+                }
+                if let Ok(Applied::Changed(_)) = self.end_lease(client, &lease.kind, now) {
+                    ended += 1;
+                }
+            }
+        }
+        ended
+    }
+
     /// End the lease on `kind` of the client with hash `client`, if it holds it live: the
     /// address moved to another client or was declined (kea.md §7.1), or it expired on
     /// lqd's clock. The change is reported with zero lifetimes (D-4).
@@ -407,6 +530,7 @@ impl Shard {
         kind: &LeaseKind,
         now: u32,
     ) -> Result<Applied, Refused> {
+        let now = self.stamp(now);
         let Some(slot) = self.table.lookup(client) else {
             return Ok(Applied::Unchanged);
         };
@@ -436,6 +560,7 @@ impl Shard {
 
     /// Store an ingest checkpoint (S-n: the ingest position travels with the records).
     pub fn checkpoint(&mut self, id: u64, bytes: &[u8], now: u32) -> Result<u64, Refused> {
+        let now = self.stamp(now);
         let table = &mut self.table;
         let stats = &mut self.stats;
         let mut encode = |area: &mut [u8], sequence: u64| {

@@ -1,0 +1,113 @@
+//! The ingest thread's loop and the shard side of the queues.
+//!
+//! The ingest thread reads Kea's journal as fast as rows arrive: it polls the tailer, routes
+//! rows into bounded per-shard queues (a full queue blocks it: back-pressure, nothing is
+//! dropped, memory stays bounded), and sleeps on inotify when there is nothing to read.
+//! Each shard's owner drains its queue with [`drain`], a bounded batch per call, and
+//! expires leases on its own clock with `Shard::expire_due`.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use super::links::Links;
+use super::source::{KeaSource, Start};
+use super::tailer::Position;
+use super::watch::Watcher;
+use super::{apply, IngestStats, Router, ShardMsg};
+use crate::store::Shard;
+
+/// Settings of the Kea source.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Kea's lease file (`Dhcp6.lease-database.name`).
+    pub lease_file: PathBuf,
+    /// Longest line accepted.
+    pub line_max: usize,
+    /// Lines read per poll.
+    pub lines_per_poll: usize,
+    /// Longest sleep without an inotify event (the tailer polls anyway after it).
+    pub idle_wait: Duration,
+    /// Capacity of the address-owner map (total addresses and prefixes).
+    pub owners_max: usize,
+}
+
+/// Server time now, from the wall clock (protocol.md §1.5).
+pub fn server_now() -> u32 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    super::row::server_time(unix)
+}
+
+/// Run the Kea source until `stop` is set: start (resume or snapshot), then tail.
+/// `checkpoint` is what the store recovered (the one with the lowest id across shards).
+pub fn run(
+    config: &IngestConfig,
+    links: Links,
+    queues: Vec<crossbeam_channel::Sender<ShardMsg>>,
+    checkpoint: Option<(u64, Position)>,
+    stop: &AtomicBool,
+) -> io::Result<IngestStats> {
+    let mut router = Router::new(queues, links, config.owners_max);
+    if let Some((id, _)) = checkpoint {
+        router.resume_checkpoints_after(id);
+    }
+    let watcher = Watcher::new(&config.lease_file)?;
+    let mut source = KeaSource::new(&config.lease_file, config.line_max, config.lines_per_poll);
+    match source.start(&mut router, checkpoint.map(|(_, p)| p), server_now())? {
+        Start::Resumed(at) => {
+            tracing::info!(line = at.line, offset = at.offset, "resumed Kea lease file")
+        }
+        Start::Snapshot { rows } => tracing::info!(rows, "loaded Kea lease snapshot"),
+    }
+    while !stop.load(Ordering::Acquire) {
+        if source.poll(&mut router, server_now())? == 0 {
+            watcher.wait(config.idle_wait);
+        }
+    }
+    Ok(router.stats().clone())
+}
+
+/// Apply up to `max` queued messages to `shard` at server time `now`; returns how many
+/// were taken and whether the queue is closed (the ingest thread ended).
+pub fn drain(shard: &mut Shard, queue: &Receiver<ShardMsg>, now: u32, max: usize) -> (usize, bool) {
+    for taken in 0..max {
+        match queue.try_recv() {
+            Ok(msg) => {
+                if let Err(refused) = apply(shard, &msg, now) {
+                    // Counted and logged by the shard; the message is not retried.
+                    tracing::debug!(reason = refused.reason(), "queued change refused");
+                }
+            }
+            Err(TryRecvError::Empty) => return (taken, false),
+            Err(TryRecvError::Disconnected) => return (taken, true),
+        }
+    }
+    (max, false)
+}
+
+/// A shard consumer on its own thread, for tests and for a deployment without the network
+/// workers: drain, expire, repeat until the queue closes. Returns the shard.
+pub fn consume(mut shard: Shard, queue: Receiver<ShardMsg>, stop: Arc<AtomicBool>) -> Shard {
+    loop {
+        let now = server_now();
+        let (taken, closed) = drain(&mut shard, &queue, now, 1024);
+        shard.expire_due(now, 1024);
+        if closed || (taken == 0 && stop.load(Ordering::Acquire)) {
+            return shard;
+        }
+        if taken == 0 {
+            // Nothing queued: block briefly for the next message instead of spinning.
+            if let Ok(msg) = queue.recv_timeout(Duration::from_millis(50)) {
+                if let Err(refused) = apply(&mut shard, &msg, server_now()) {
+                    tracing::debug!(reason = refused.reason(), "queued change refused");
+                }
+            }
+        }
+    }
+}
