@@ -88,8 +88,9 @@ impl Header {
         for (slot, name) in required.iter_mut().zip(REQUIRED) {
             *slot = find(name).ok_or(HeaderError::Missing(name))?;
         }
-        let [address, duid, valid_lifetime, expire, subnet_id, pref_lifetime, lease_type, iaid, prefix_len] =
-            required;
+        #[rustfmt::skip]
+        let [address, duid, valid_lifetime, expire, subnet_id,
+             pref_lifetime, lease_type, iaid, prefix_len] = required;
         Ok(Self {
             columns,
             address,

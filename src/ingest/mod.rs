@@ -262,6 +262,16 @@ impl Router {
         self.stats.checkpoints += 1;
     }
 
+    /// Learn who holds each lease on `shard` (at start-up, from the recovered store).
+    pub fn learn_owners(&mut self, shard: u32, leases: &[(LeaseKind, u64)]) {
+        assert!(shard < self.shard_count());
+        for &(kind, client) in leases {
+            if self.owners.len() < self.owners_max || self.owners.contains_key(&kind) {
+                self.owners.insert(kind, (shard, client));
+            }
+        }
+    }
+
     /// Send the snapshot's lease set to every shard, which ends every other live lease.
     pub fn sweep(&mut self, live: HashMap<LeaseKind, u64>) {
         let live = std::sync::Arc::new(live);

@@ -44,16 +44,28 @@ pub fn server_now() -> u32 {
     super::row::server_time(unix)
 }
 
+/// What the store recovered that the ingest thread needs.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The checkpoint with the lowest id across shards, if every shard has one.
+    pub checkpoint: Option<(u64, Position)>,
+    /// Per shard, the live leases and their clients ([`Shard::live_leases`]).
+    pub owners: Vec<Vec<(crate::wire::client_data::LeaseKind, u64)>>,
+}
+
 /// Run the Kea source until `stop` is set: start (resume or snapshot), then tail.
-/// `checkpoint` is what the store recovered (the one with the lowest id across shards).
 pub fn run(
     config: &IngestConfig,
     links: Links,
     queues: Vec<crossbeam_channel::Sender<ShardMsg>>,
-    checkpoint: Option<(u64, Position)>,
+    recovered: Recovered,
     stop: &AtomicBool,
 ) -> io::Result<IngestStats> {
     let mut router = Router::new(queues, links, config.owners_max);
+    for (shard, owners) in recovered.owners.iter().enumerate() {
+        router.learn_owners(u32::try_from(shard).expect("shard count fits u32"), owners);
+    }
+    let checkpoint = recovered.checkpoint;
     if let Some((id, _)) = checkpoint {
         router.resume_checkpoints_after(id);
     }

@@ -64,6 +64,12 @@ pub enum RowChange {
     Declined(LeaseKind),
 }
 
+/// True for the DUIDs Kea writes on a declined lease: `00` (≤ 2.3.7) or `00:00:00`
+/// (≥ 2.3.8), kea.md §5 — and any DUID too short to be one (RFC 8415 §11.1).
+pub fn is_placeholder_duid(duid: &[u8]) -> bool {
+    duid.len() < DUID_LEN_MIN || duid.iter().all(|&b| b == 0)
+}
+
 /// The resource a row is about.
 pub const fn lease_kind(row: &Row<'_>) -> LeaseKind {
     match row.lease_type {
@@ -80,7 +86,7 @@ pub fn row_change(
     now: u32,
 ) -> RowChange {
     let kind = lease_kind(row);
-    if row.duid.as_slice().len() < DUID_LEN_MIN {
+    if is_placeholder_duid(row.duid.as_slice()) {
         return RowChange::Declined(kind);
     }
     let cltt_unix = row.cltt();
@@ -171,11 +177,13 @@ prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_so
 
     #[test]
     fn placeholder_duid_declines_the_address() {
-        let line = "2001:db8:1::7b,00,3600,1795900050,1,0,0,7,128,0,0,,,1,,,";
-        assert_eq!(
-            change(line, 1),
-            RowChange::Declined(LeaseKind::Address("2001:db8:1::7b".parse().unwrap()))
-        );
+        for duid in ["00", "00:00:00"] {
+            let line = format!("2001:db8:1::7b,{duid},3600,1795900050,1,0,0,7,128,0,0,,,1,,,");
+            assert_eq!(
+                change(&line, 1),
+                RowChange::Declined(LeaseKind::Address("2001:db8:1::7b".parse().unwrap()))
+            );
+        }
         assert_eq!(server_time(EPOCH_2000_UNIX + 849_182_400), 849_182_400);
     }
 }

@@ -38,7 +38,11 @@ impl FileId {
     }
 }
 
-/// Where the tailer is: the checkpoint the store keeps (32 octets).
+/// Where the tailer is: the checkpoint the store keeps (40 octets).
+///
+/// An inode number alone does not name a file for long: once kea-lfc removes X.1, the file
+/// system may give its inode to the next X. The fingerprint (a hash of the octets just
+/// before `offset`) tells such an impostor from the file that was checkpointed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
     /// The file being read.
@@ -47,19 +51,41 @@ pub struct Position {
     pub offset: u64,
     /// Number of that line (1 = the header).
     pub line: u64,
+    /// xxh3 of the up to [`FINGERPRINT_LEN`] octets before `offset` (0 at offset 0).
+    pub fingerprint: u64,
+}
+
+/// Octets hashed into a position's fingerprint.
+pub const FINGERPRINT_LEN: usize = 128;
+
+/// The fingerprint of `file` at `offset`, or `None` if the file is shorter.
+pub fn fingerprint(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(offset).map_or(FINGERPRINT_LEN, |o| o.min(FINGERPRINT_LEN));
+    let mut buf = [0u8; FINGERPRINT_LEN];
+    let buf = &mut buf[..len];
+    match file.read_exact_at(buf, offset - len as u64) {
+        Ok(()) => Ok(Some(xxhash_rust::xxh3::xxh3_64(buf))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Position {
     /// Encoded size.
-    pub const LEN: usize = 32;
+    pub const LEN: usize = 40;
 
     /// Encode for a store checkpoint.
     pub fn to_bytes(self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
-        for (i, v) in [self.file.dev, self.file.ino, self.offset, self.line]
-            .into_iter()
-            .enumerate()
-        {
+        let fields = [
+            self.file.dev,
+            self.file.ino,
+            self.offset,
+            self.line,
+            self.fingerprint,
+        ];
+        for (i, v) in fields.into_iter().enumerate() {
             out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
         }
         out
@@ -82,6 +108,7 @@ impl Position {
             },
             offset: v(2),
             line: v(3),
+            fingerprint: v(4),
         })
     }
 }
@@ -95,24 +122,26 @@ pub enum Line<'a> {
         text: &'a str,
         /// The file's header.
         header: &'a Header,
-        /// Position after this line.
-        position: Position,
+        /// Its line number in the file (1 = the header).
+        line: u64,
     },
     /// A line that cannot be read: not UTF-8, too long, no valid header above it, a
     /// header that does not parse, or a partial line left in a file that was rotated away.
     Malformed {
         /// Why.
         reason: &'static str,
-        /// The path being followed and the line number, for the log.
+        /// Its line number in the file, for the log.
         line: u64,
-        /// Position after this line.
-        position: Position,
     },
     /// A new file was opened after a rotation (or at start).
     Opened {
         /// Its identity.
         file: FileId,
     },
+    /// The file just finished is no longer at X.1: kea-lfc has already compacted it, so a
+    /// whole generation may have been rotated in and out since the last read. Only a
+    /// rebuild from the snapshot can tell (the source does one).
+    Gap,
 }
 
 struct Current {
@@ -125,6 +154,8 @@ struct Current {
     header: Option<Header>,
     /// True while skipping the rest of an over-long line.
     skipping: bool,
+    /// True once the path was seen to name another file: read to the end, then switch.
+    rotation_seen: bool,
 }
 
 /// Follows one lease file path.
@@ -163,13 +194,18 @@ impl Tailer {
         &self.path
     }
 
-    /// The current position, once a file is open.
-    pub fn position(&self) -> Option<Position> {
-        self.current.as_ref().map(|c| Position {
+    /// The current position, once a file is open (one `pread` for the fingerprint).
+    pub fn position(&self) -> io::Result<Option<Position>> {
+        let Some(c) = self.current.as_ref() else {
+            return Ok(None);
+        };
+        let fingerprint = fingerprint(&c.file, c.offset)?.unwrap_or(0);
+        Ok(Some(Position {
             file: c.id,
             offset: c.offset,
             line: c.line,
-        })
+            fingerprint,
+        }))
     }
 
     /// Start reading `path` (whatever file it is now) from `offset`, which must be the start
@@ -190,6 +226,7 @@ impl Tailer {
             line,
             header,
             skipping: false,
+            rotation_seen: false,
         });
         self.start = 0;
         self.end = 0;
@@ -202,10 +239,13 @@ impl Tailer {
     pub fn resume(&mut self, at: Position) -> io::Result<bool> {
         let rotated = rotated_path(&self.path);
         for candidate in [self.path.clone(), rotated] {
-            let Ok(meta) = std::fs::metadata(&candidate) else {
+            let Ok(file) = File::open(&candidate) else {
                 continue;
             };
-            if FileId::of(&meta) == at.file && meta.len() >= at.offset {
+            let same_inode = FileId::of(&file.metadata()?) == at.file;
+            // The inode may have been reused by a newer file: the octets before the offset
+            // must be the ones checkpointed.
+            if same_inode && fingerprint(&file, at.offset)? == Some(at.fingerprint) {
                 self.open_at(&candidate, at.offset, at.line)?;
                 return Ok(true);
             }
@@ -230,16 +270,49 @@ impl Tailer {
             if self.fill()? > 0 {
                 continue;
             }
-            // At the end of the open file: has the path moved on?
-            if !self.rotated()? {
-                break;
+            // At the end of the open file: has the path moved on? Once it has, read the old
+            // descriptor to its end once more — a row may have landed between our last read
+            // and the rename; Kea closes the file before renaming it, so that end is final.
+            let current = self.current.as_mut().expect("a file is open");
+            if !current.rotation_seen {
+                if !self.rotated()? {
+                    break;
+                }
+                self.current.as_mut().expect("a file is open").rotation_seen = true;
+                continue;
             }
+            let finished = current.id;
             self.finish_rotated(sink);
-            if !self.open_path(sink)? {
+            if !self.open_next(finished, sink)? {
                 break;
             }
         }
         Ok(lines)
+    }
+
+    /// Open the file that follows `finished`: X.1 when it is a file we have not read (a
+    /// second rotation happened before we finished the first), else X.
+    fn open_next(&mut self, finished: FileId, sink: &mut dyn FnMut(Line<'_>)) -> io::Result<bool> {
+        let rotated = rotated_path(&self.path);
+        let id_of = |p: &Path| std::fs::metadata(p).ok().map(|m| FileId::of(&m));
+        match id_of(&rotated) {
+            // The usual case: X.1 is the file just finished, X its successor.
+            Some(between) if between == finished => {}
+            // X.1 is a generation we never read: read it before X.
+            Some(between) if Some(between) != id_of(&self.path) => {
+                if let Ok(file) = self.open_at(&rotated, 0, 0) {
+                    tracing::warn!(
+                        path = %rotated.display(),
+                        "two rotations since the last read: reading the intermediate file"
+                    );
+                    sink(Line::Opened { file });
+                    return Ok(true);
+                }
+                sink(Line::Gap);
+            }
+            _ => sink(Line::Gap),
+        }
+        self.open_path(sink)
     }
 
     fn open_path(&mut self, sink: &mut dyn FnMut(Line<'_>)) -> io::Result<bool> {
@@ -268,17 +341,10 @@ impl Tailer {
     fn finish_rotated(&mut self, sink: &mut dyn FnMut(Line<'_>)) {
         let current = self.current.as_mut().expect("a file is open");
         if self.end > self.start || current.skipping {
-            let offset = current.offset + (self.end - self.start) as u64;
             current.line += 1;
-            let position = Position {
-                file: current.id,
-                offset,
-                line: current.line,
-            };
             sink(Line::Malformed {
                 reason: "partial_line_at_rotation",
                 line: current.line,
-                position,
             });
         }
         self.current = None;
@@ -321,29 +387,25 @@ impl Tailer {
             let current = self.current.as_mut().expect("a file is open");
             current.offset += (newline + 1) as u64;
             current.line += 1;
-            let position = Position {
-                file: current.id,
-                offset: current.offset,
-                line: current.line,
-            };
             delivered += 1;
             if std::mem::take(&mut current.skipping) {
                 sink(Line::Malformed {
                     reason: "line_too_long",
                     line: current.line,
-                    position,
                 });
                 continue;
             }
             let raw = &self.buf[line_start..line_end];
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let Ok(text) = std::str::from_utf8(raw) else {
-                sink(Line::Malformed {
-                    reason: "not_utf8",
-                    line: current.line,
-                    position,
-                });
-                continue;
+            // Kea <= 3.2 may write raw non-UTF-8 octets in a hostname, which lqd does not
+            // use: read such a line with replacement characters rather than lose the lease.
+            let lossy;
+            let text = match std::str::from_utf8(raw) {
+                Ok(text) => text,
+                Err(_) => {
+                    lossy = String::from_utf8_lossy(raw).into_owned();
+                    lossy.as_str()
+                }
             };
             if current.line == 1 {
                 match Header::parse(text) {
@@ -353,7 +415,6 @@ impl Tailer {
                         sink(Line::Malformed {
                             reason: header_reason(&e),
                             line: 1,
-                            position,
                         });
                     }
                 }
@@ -363,12 +424,11 @@ impl Tailer {
                 Some(header) => sink(Line::Row {
                     text,
                     header,
-                    position,
+                    line: current.line,
                 }),
                 None => sink(Line::Malformed {
                     reason: "no_header",
                     line: current.line,
-                    position,
                 }),
             }
         }

@@ -8,14 +8,19 @@
 //! length left behind tells readers to jump.
 //!
 //! Retention and the horizon: when the log holds more than `segments_max` segments, or its
-//! oldest segment's newest change is older than `retention_age_s`, the oldest segment is
-//! recycled. Before its file is unlinked, every record in it that is still its client's
-//! latest is copied to the head as a *carried* record, so the current state of every client
-//! survives (compaction); a client whose latest record says it has no live lease and is
-//! older than the age limit is dropped instead. The latest checkpoint is carried too. The
+//! segments up to one whose newest change is older than `retention_age_s` (segments holding
+//! only carried records do not count as history), the oldest segments are recycled. Before
+//! a file is unlinked, every record in it that is still its client's latest is copied to the
+//! head as a *carried* record, so the current state of every client survives (compaction); a
+//! client whose latest record says it has no live lease and is older than the age limit is
+//! dropped instead. The latest checkpoint is carried too. Before anything is carried, the
 //! history horizon becomes one second after the last original change in the recycled
 //! segment: every change at or after the horizon is still in the log as its client's latest
-//! record, so a catch-up from there is complete (S-54, S-56).
+//! original record, so a catch-up from there is complete (S-54, S-56).
+//!
+//! Capacity: compaction can only make room while the live records (each client's latest and
+//! the latest checkpoint) fit in `segments_max - 2` full segments; past that, a change that
+//! needs a new segment is refused as [`AppendError::LogFull`] before anything is touched.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -227,13 +232,20 @@ pub struct LogWriter {
     last_indexed: Option<u32>,
     /// Offset of the latest checkpoint record.
     last_checkpoint: Option<u64>,
+    /// Octets of the records compaction must keep: each client's latest change record (not
+    /// superseded) and the latest checkpoint. `append` refuses a roll that compaction could
+    /// not make room for ([`Self::live_bytes_max`]). Only the writer touches it; an atomic
+    /// only so that `supersede` keeps taking `&self`.
+    live_bytes: AtomicU64,
 }
 
 /// Why an append failed.
 #[derive(Debug)]
 pub enum AppendError {
-    /// The retained segments are full of live records: compaction cannot free a segment.
-    /// The change is refused; raise `segments_max` or `segment_bytes`.
+    /// The retained segments are full of live records: the head is full and compaction
+    /// could not be sure to free a segment (live records above `segments_max - 2` full
+    /// segments). The change is refused; raise `segments_max` or `segment_bytes`. Every
+    /// change that needs a new segment is refused until age retention drops clients.
     LogFull,
     /// Creating or mapping a segment failed.
     Io(io::Error),
@@ -296,6 +308,7 @@ impl LogWriter {
             next_sequence: 1,
             last_indexed: None,
             last_checkpoint: None,
+            live_bytes: AtomicU64::new(0),
         };
         let recovered = writer.recover(visit)?;
         Ok((writer, recovered))
@@ -328,6 +341,9 @@ impl LogWriter {
                 let record = read_record(segment, offset, self.shared.segment_bytes)
                     .expect("validated record");
                 visit(&record);
+                if !record.superseded {
+                    self.add_live_bytes(u64::from(header.length));
+                }
                 self.note_appended(&header, offset);
                 expected_sequence = Some(header.sequence + 1);
                 at += header.length as usize;
@@ -402,7 +418,10 @@ impl LogWriter {
 
     fn note_appended(&mut self, header: &Header, offset: u64) {
         if header.kind == KIND_CHECKPOINT {
-            self.last_checkpoint = Some(offset);
+            // Only the latest checkpoint is live (and carried).
+            if let Some(previous) = self.last_checkpoint.replace(offset) {
+                self.supersede(previous);
+            }
         }
         if header.kind != KIND_CHANGE || header.flags & FLAG_CARRIED != 0 {
             return;
@@ -428,8 +447,21 @@ impl LogWriter {
         encode: &mut dyn FnMut(&mut [u8], u64) -> usize,
         relocate: Relocate<'_>,
     ) -> Result<u64, AppendError> {
-        if self.space_left() < RECORD_LEN_MAX {
+        // Found by tests/store_log.rs: when live records filled the log, a roll carried a
+        // fully live oldest segment into the new head and (1) returned with the head full
+        // again, so `append_here` asserted (a worker panic), or (2) failed with `LogFull`
+        // one segment over `segments_max`, and the next roll opened one more: the log grew
+        // without bound. Now a roll is refused before anything is touched unless compaction
+        // is sure to make room (`live_bytes_max`), and the writer rolls until the head has
+        // room, which within that bound takes at most a pass over the log.
+        let mut rolls = 0;
+        while self.space_left() < RECORD_LEN_MAX {
+            let needed = self.live_bytes() + RECORD_LEN_MAX as u64;
+            if needed > self.live_bytes_max() || rolls > self.config.segments_max + 1 {
+                return Err(AppendError::LogFull);
+            }
             self.roll(relocate)?;
+            rolls += 1;
         }
         self.append_here(encode)
     }
@@ -451,6 +483,7 @@ impl LogWriter {
         assert!((HEADER_LEN..=RECORD_LEN_MAX).contains(&len) && len.is_multiple_of(RECORD_ALIGN));
         let header = read_header(&self.head, at);
         assert_eq!(header.sequence, self.next_sequence);
+        self.add_live_bytes(len as u64);
         let offset = self.write_at;
         self.next_sequence += 1;
         self.write_at += len as u64;
@@ -467,19 +500,50 @@ impl LogWriter {
             return; // Already recycled.
         };
         let at = in_segment(offset, self.shared.segment_bytes);
-        segment
+        let before = segment
             .state_word(at)
             .fetch_or(STATE_SUPERSEDED, Ordering::Release);
+        if before & STATE_SUPERSEDED == 0 {
+            self.sub_live_bytes(u64::from(read_header(&segment, at).length));
+        }
     }
 
     /// True when the record at `offset` is not superseded (recovery repairs flags with it).
     pub fn clear_superseded(&self, offset: u64) {
         if let Some(segment) = self.reader().segment(offset / self.shared.segment_bytes) {
             let at = in_segment(offset, self.shared.segment_bytes);
-            segment
+            let before = segment
                 .state_word(at)
                 .fetch_and(!STATE_SUPERSEDED, Ordering::Release);
+            if before & STATE_SUPERSEDED != 0 {
+                self.add_live_bytes(u64::from(read_header(&segment, at).length));
+            }
         }
+    }
+
+    /// Octets of live records (each client's latest change, the latest checkpoint).
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Most live octets for which a roll is sure to make room: compaction packs live records
+    /// into full segments of more than `segment_bytes - RECORD_LEN_MAX` octets each, so with
+    /// at most `segments_max - 2` of those the compacted log leaves a segment free for the
+    /// head and a roll never has to recycle a fully live segment into a new head.
+    pub fn live_bytes_max(&self) -> u64 {
+        let full = self.shared.segment_bytes - RECORD_LEN_MAX as u64;
+        (self.config.segments_max as u64 - 2) * full
+    }
+
+    fn add_live_bytes(&self, n: u64) {
+        let live = self.live_bytes.load(Ordering::Relaxed);
+        self.live_bytes.store(live + n, Ordering::Relaxed);
+    }
+
+    fn sub_live_bytes(&self, n: u64) {
+        let live = self.live_bytes.load(Ordering::Relaxed);
+        assert!(live >= n, "live bytes {live} below a live record of {n}");
+        self.live_bytes.store(live - n, Ordering::Relaxed);
     }
 
     /// Move to a new head segment, recycling the oldest segments while there are too many.
@@ -520,20 +584,34 @@ impl LogWriter {
     /// `retention_age_s` before `now`. Called from the worker's tick, not per append.
     pub fn enforce_age(&mut self, now: u32, relocate: Relocate<'_>) -> Result<usize, AppendError> {
         let cutoff = now.wrapping_sub(self.config.retention_age_s);
+        // Recycle up to the last segment, before the head, whose history is older than the
+        // cutoff. A segment holding only carried records (`newest` None) is not history and
+        // is recycled only on the way to old history behind it: recycling it for its own
+        // sake moved its records to the head, spilling into a new carried-only segment, and
+        // so on forever once the live records outgrew one segment (a livelock found by
+        // tests/store_log.rs; short of that, every tick rewrote every old live client).
+        let head = self.head.index;
+        let mut target = None;
+        for &(index, newest) in &self.newest_change {
+            match newest {
+                _ if index >= head => break, // Never the head (nor what this call opens).
+                None => {}
+                Some(t) if !super::model::time_at_or_after(t, cutoff) => target = Some(index),
+                Some(_) => break,
+            }
+        }
+        let Some(target) = target else {
+            return Ok(0);
+        };
         let mut recycled = 0;
-        while self.segment_count() > 1 {
-            let (_, newest) = *self.newest_change.front().expect("one segment at least");
-            let old = newest.is_none_or(|t| !super::model::time_at_or_after(t, cutoff));
-            if !old {
-                break;
-            }
-            // Never recycle the head: open a fresh one first.
-            if lock(&self.shared.segments).front().map(|s| s.index) == Some(self.head.index) {
-                break;
-            }
+        while lock(&self.shared.segments)
+            .front()
+            .is_some_and(|s| s.index <= target)
+        {
             self.recycle_oldest(Some(cutoff), relocate)?;
             recycled += 1;
         }
+        assert!(recycled > 0);
         Ok(recycled)
     }
 
@@ -550,6 +628,22 @@ impl LogWriter {
             .cloned()
             .expect("a segment");
         assert_ne!(oldest.index, self.head.index, "recycling the head segment");
+        let (index, newest) = *self.newest_change.front().expect("meta per segment");
+        assert_eq!(index, oldest.index);
+        // The horizon moves first, in memory and on disk. Carried copies are not changes,
+        // so catch-up cursors skip them; until the horizon passes the changes being carried,
+        // a catch-up from before it missed every client carried so far: a cursor could
+        // read an original once superseded by its copy, then the copy, and finish; and a
+        // kill before the horizon file was written left the copies with the old horizon
+        // (found by tests/store_crash.rs).
+        if let Some(newest) = newest {
+            let horizon = newest.wrapping_add(1);
+            if super::model::time_at_or_after(horizon, self.shared.horizon.load(Ordering::Acquire))
+            {
+                self.shared.horizon.store(horizon, Ordering::Release);
+                write_horizon(&self.config.dir, horizon).map_err(AppendError::Io)?;
+            }
+        }
         let base = oldest.index * self.shared.segment_bytes;
         let reader = self.reader();
         let mut offset = base;
@@ -559,7 +653,7 @@ impl LogWriter {
         }
         let mut segments = lock(&self.shared.segments);
         segments.pop_front();
-        let (_, newest) = self.newest_change.pop_front().expect("meta per segment");
+        self.newest_change.pop_front();
         let next_start = segments
             .front()
             .map_or(self.write_at, |s| s.index * self.shared.segment_bytes);
@@ -568,14 +662,6 @@ impl LogWriter {
             .oldest_start
             .store(next_start, Ordering::Release);
         lock(&self.shared.time_index).retain(|&(_, o)| o >= next_start);
-        if let Some(newest) = newest {
-            let horizon = newest.wrapping_add(1);
-            if super::model::time_at_or_after(horizon, self.shared.horizon.load(Ordering::Acquire))
-            {
-                self.shared.horizon.store(horizon, Ordering::Release);
-                write_horizon(&self.config.dir, horizon).map_err(AppendError::Io)?;
-            }
-        }
         oldest.unlink().map_err(AppendError::Io)?;
         Ok(())
     }
@@ -596,6 +682,7 @@ impl LogWriter {
         let expired = h.flags & FLAG_NO_LIVE_LEASE != 0
             && drop_before.is_some_and(|t| !super::model::time_at_or_after(h.change_time, t));
         if live_change && expired {
+            self.sub_live_bytes(u64::from(h.length));
             relocate(h.client_hash, None);
             return Ok(());
         }

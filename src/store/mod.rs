@@ -16,9 +16,10 @@
 //!   history no older than `retention_age_s`. Recycling the oldest segment first copies
 //!   every record in it that is still its client's latest to the head ("carried" records),
 //!   so the current state of every client survives; clients that have had no live lease
-//!   for longer than the age limit are dropped instead. The history horizon moves to one
-//!   second after the last change in the recycled segment: a catch-up from before it is
-//!   answered DataMissing (S-54, S-55).
+//!   for longer than the age limit are dropped instead. The history horizon moves, before
+//!   anything is carried, to one second after the last change in the recycled segment: a
+//!   catch-up from before it is answered DataMissing (S-54, S-55). Live records must fit in
+//!   `segments_max - 2` segments; beyond that a change needing a new segment is refused.
 //! - **Durability.** Records are written into `MAP_SHARED` mappings of preallocated files,
 //!   so they survive `kill -9` as soon as they are written. Recovery verifies every record's
 //!   length, crc32c and sequence number, cuts the log at the first torn or corrupt record

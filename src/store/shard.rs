@@ -187,11 +187,22 @@ impl Shard {
         let mut checkpoint = None;
         let mut failure = None;
         let retention = config.log.retention_age_s;
+        // Change times continue from the log, not from a wall clock that may now be behind
+        // it: a change stamped before the log's newest (or before the horizon) would sit
+        // where no catch-up looks for it (found by tests/store_log.rs).
+        let mut time_floor = now;
+        let mut later = |t: u32| {
+            if !time_at_or_after(time_floor, t) {
+                time_floor = t;
+            }
+        };
         let (log, recovered) = LogWriter::open(config.log, now, &mut |record| {
+            later(record.header.change_time);
             if failure.is_none() {
                 failure = recover_record(&mut table, &mut checkpoint, record).err();
             }
         })?;
+        later(log.reader().horizon());
         if let Some(error) = failure {
             return Err(error);
         }
@@ -203,7 +214,7 @@ impl Shard {
             ended_keep_s: retention,
             expiries: BinaryHeap::with_capacity(expiries_max),
             expiries_max,
-            time_floor: now,
+            time_floor,
         };
         shard.rebuild_indexes()?;
         Ok((shard, checkpoint, recovered))
@@ -248,6 +259,7 @@ impl Shard {
                     )
                     .map_err(capacity_error)?;
                 self.claim(slot, &view.binding, record.header.change_time);
+                self.schedule_expiries(slot, None, &view.binding, record.header.change_time);
             }
         }
     }
@@ -319,13 +331,30 @@ impl Shard {
             Some(b) => b.clone(),
             None => Binding::new(update.duid, update.link).map_err(Refused::Binding)?,
         };
-        new.cltt = update.cltt;
+        // Rows can arrive out of time order (kea-lfc writes its snapshot by address, and a
+        // deletion row carries the lease's last contact, kea.md §7.1): the binding keeps the
+        // latest contact, and the relay seen with it.
+        let newer = old
+            .as_ref()
+            .is_none_or(|b| time_at_or_after(update.cltt, b.cltt));
+        if newer {
+            new.cltt = update.cltt;
+            new.relay = *update.relay;
+        }
         new.link_prefix = update.link_prefix;
-        new.relay = *update.relay;
-        let mut lease = update.lease;
-        if let Some(previous) = new.leases().iter().find(|l| l.kind == lease.kind) {
-            if ending && previous.ended_at != 0 {
-                lease.ended_at = previous.ended_at; // Ended already: a repeated deletion row.
+        let lease = update.lease;
+        let previous = new.leases().iter().find(|l| l.kind == lease.kind).copied();
+        if let Some(previous) = previous {
+            // An ended lease stays ended until a row makes it live again: Kea's reclaim and
+            // flush rows after lqd expired it (kea.md §7.3), or a repeated deletion, only
+            // confirm the end.
+            if previous.ended_at != 0 && !lease.is_live(now) {
+                if old.as_ref() == Some(&new) {
+                    return Ok(Applied::Unchanged);
+                }
+                return self
+                    .commit(slot, old.as_ref(), old_time, &new, now)
+                    .map(Applied::Changed);
             }
         }
         new.upsert(lease).map_err(Refused::Binding)?;
@@ -401,6 +430,7 @@ impl Shard {
             self.release(slot, old, old_time);
         }
         self.claim(slot, new, now);
+        self.schedule_expiries(slot, old, new, now);
         Ok(offset)
     }
 
@@ -432,11 +462,25 @@ impl Shard {
         }
     }
 
-    fn claim(&mut self, slot: SlotId, binding: &Binding, at: u32) {
+    /// Queue the expiry of every live lease of `new` that `old` did not already have with
+    /// the same valid-until time (one entry per lease and lifetime, not per change).
+    fn schedule_expiries(&mut self, slot: SlotId, old: Option<&Binding>, new: &Binding, at: u32) {
         let client = self.table.client(slot);
-        for lease in binding.leases().iter().filter(|l| l.is_live(at)) {
-            if lease.valid_until == INFINITE {
+        for lease in new
+            .leases()
+            .iter()
+            .filter(|l| l.is_live(at) && l.valid_until != INFINITE)
+        {
+            let queued = old.is_some_and(|b| {
+                b.leases().iter().any(|o| {
+                    o.kind == lease.kind && o.valid_until == lease.valid_until && o.ended_at == 0
+                })
+            });
+            if queued {
                 continue;
+            }
+            if self.expiries.len() == self.expiries_max {
+                self.compact_expiries();
             }
             if self.expiries.len() < self.expiries_max {
                 let key = resource_key(&lease.kind);
@@ -446,6 +490,19 @@ impl Shard {
                 self.stats.expiries_dropped += 1;
             }
         }
+    }
+
+    /// Drop expiry entries that no longer match a live lease (renewed or ended since), in
+    /// place: the heap keeps its allocation. Rare: only when the queue is full.
+    fn compact_expiries(&mut self) {
+        let mut entries = std::mem::take(&mut self.expiries).into_vec();
+        entries.retain(|&Reverse((until, client, key))| {
+            self.lease_valid_until(client, &resource_kind(key)) == Some(until)
+        });
+        self.expiries = BinaryHeap::from(entries);
+    }
+
+    fn claim(&mut self, slot: SlotId, binding: &Binding, at: u32) {
         for kind in indexed(binding, at) {
             match kind {
                 LeaseKind::Address(a) => {
@@ -553,7 +610,11 @@ impl Shard {
             .map(Applied::Changed);
         match &result {
             Ok(_) => self.stats.changed += 1,
-            Err(_) => self.stats.refused += 1,
+            Err(refused) => {
+                // Counted and logged like a refused `apply`: never a silent drop.
+                self.stats.refused += 1;
+                tracing::warn!(reason = refused.reason(), "lease end refused: {refused}");
+            }
         }
         result
     }
@@ -620,6 +681,25 @@ impl Shard {
         self.table
             .list(list, key)
             .map(|slot| self.table.record(slot))
+    }
+
+    /// Every live lease the shard holds, with its client's hash (start-up: the ingest
+    /// router learns who holds each address, so that a move after a restart ends the old
+    /// holder's lease).
+    pub fn live_leases(&self, now: u32) -> Vec<(LeaseKind, u64)> {
+        let mut out = Vec::with_capacity(self.table.address_count() + self.table.prefix_count());
+        for slot in self.table.slots() {
+            let client = self.table.client(slot);
+            let (binding, _) = self.latest_binding(slot);
+            out.extend(
+                binding
+                    .leases()
+                    .iter()
+                    .filter(|l| l.is_live(now))
+                    .map(|l| (l.kind, client)),
+            );
+        }
+        out
     }
 
     /// Latest records of every client.
