@@ -76,6 +76,24 @@ fn journal(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
     (path, text.len() as u64)
 }
 
+/// The position just after the journal's header, as a checkpoint would store it.
+fn after_header(path: &std::path::Path) -> Position {
+    let meta = std::fs::metadata(path).expect("journal");
+    let offset = HEADER.len() as u64 + 1;
+    let journal_file = std::fs::File::open(path).expect("journal");
+    Position {
+        file: FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        offset,
+        line: 1,
+        fingerprint: fingerprint(&journal_file, offset)
+            .expect("read")
+            .expect("long enough"),
+    }
+}
+
 fn shard_config(dir: &std::path::Path) -> ShardConfig {
     ShardConfig {
         log: LogConfig {
@@ -177,5 +195,33 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, apply);
+/// Parse and route without applying: the ingest thread's share of the work.
+fn route(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _) = journal(dir.path());
+    let after_header = after_header(&path);
+    let mut group = c.benchmark_group("ingest");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(u64::from(ROWS)));
+    group.bench_function("parse_route_1m_rows", |b| {
+        b.iter(|| {
+            let (tx, rx) = crossbeam_channel::bounded(4096);
+            let mut router = Router::new(vec![tx], Links::default(), 2_000_000);
+            let mut source = KeaSource::new(&path, 64 * 1024, 1024);
+            source
+                .start(&mut router, Some(after_header), 1)
+                .expect("resume");
+            let mut total = 0usize;
+            while source.poll(&mut router, 2).expect("poll") > 0 {
+                total += rx.try_iter().count();
+            }
+            assert!(total >= ROWS as usize, "only {total} messages routed");
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, route, apply);
 criterion_main!(benches);

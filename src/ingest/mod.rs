@@ -26,10 +26,14 @@ pub mod tailer;
 pub mod watch;
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::store::model::RelayInfo;
+use crate::store::table::MixHasher;
 use crate::store::{shard_of, Applied, Refused, Shard};
 use crate::wire::client_data::LeaseKind;
 use csv::{parse_row, unescape, Header};
@@ -105,12 +109,15 @@ pub struct Router {
     shards: Vec<Sender<ShardMsg>>,
     links: Links,
     /// Who holds each address/prefix: (shard, client hash). Bounded by `owners_max`.
-    owners: HashMap<LeaseKind, (u32, u64)>,
+    owners: HashMap<LeaseKind, (u32, u64), BuildHasherDefault<MixHasher>>,
     owners_max: usize,
     stats: IngestStats,
     last_logged: HashMap<&'static str, Instant>,
     next_checkpoint: u64,
     user_context: Box<[u8]>,
+    /// The last escaped user_context parsed, and what it gave.
+    last_context: String,
+    last_relay: Option<Arc<RelayInfo>>,
 }
 
 /// How often one rejection reason is logged.
@@ -124,12 +131,17 @@ impl Router {
         Self {
             shards,
             links,
-            owners: HashMap::with_capacity(owners_max.min(1 << 24)),
+            owners: HashMap::with_capacity_and_hasher(
+                owners_max.min(1 << 24),
+                BuildHasherDefault::default(),
+            ),
             owners_max,
             stats: IngestStats::default(),
             last_logged: HashMap::new(),
             next_checkpoint: 1,
             user_context: vec![0; USER_CONTEXT_LEN_MAX].into_boxed_slice(),
+            last_context: String::with_capacity(USER_CONTEXT_LEN_MAX),
+            last_relay: None,
         }
     }
 
@@ -172,19 +184,9 @@ impl Router {
             Ok(row) => row,
             Err(e) => return self.reject(e.reason(), file, line, &e.to_string()),
         };
-        let relay = if row.user_context.is_empty() {
-            crate::store::model::RelayInfo::NONE
-        } else {
-            let parsed = unescape(row.user_context, &mut self.user_context)
-                .map_err(|e| (e.reason(), e.to_string()))
-                .and_then(|n| {
-                    relay::parse_user_context(&self.user_context[..n])
-                        .map_err(|e| (e.reason(), format!("{e:?}")))
-                });
-            match parsed {
-                Ok(relay) => relay,
-                Err((reason, detail)) => return self.reject(reason, file, line, &detail),
-            }
+        let relay = match self.relay_of(row.user_context) {
+            Ok(relay) => relay,
+            Err((reason, detail)) => return self.reject(reason, file, line, &detail),
         };
         let link_prefix = self.links.get(row.subnet_id);
         if link_prefix.is_none() {
@@ -199,6 +201,30 @@ impl Router {
                 self.stats.rows += 1;
             }
         }
+    }
+
+    /// The relay information of an escaped `user_context`. Rows of one client, and of
+    /// clients behind one relay, often repeat the same context: the last one is cached and
+    /// shared, so the JSON is parsed once per distinct context.
+    fn relay_of(
+        &mut self,
+        context: &str,
+    ) -> Result<Option<Arc<RelayInfo>>, (&'static str, String)> {
+        if context.is_empty() {
+            return Ok(None);
+        }
+        if context == self.last_context {
+            return Ok(self.last_relay.clone());
+        }
+        let n =
+            unescape(context, &mut self.user_context).map_err(|e| (e.reason(), e.to_string()))?;
+        let info = relay::parse_user_context(&self.user_context[..n])
+            .map_err(|e| (e.reason(), format!("{e:?}")))?;
+        let relay = info.is_some().then(|| Arc::new(info));
+        self.last_context.clear();
+        self.last_context.push_str(context);
+        self.last_relay.clone_from(&relay);
+        Ok(relay)
     }
 
     fn route(&mut self, change: Box<Change>, file: &std::path::Path, line: u64) {

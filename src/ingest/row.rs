@@ -9,6 +9,8 @@
 //!   lifetimes. A declined lease carries a placeholder DUID (`00`, `00:00:00`): it is
 //!   nobody's binding, so the row only ends the address for whoever held it.
 
+use std::sync::Arc;
+
 use crate::store::model::{DuidBuf, Lease, LeaseState, Prefix, RelayInfo, INFINITE};
 use crate::store::LeaseUpdate;
 use crate::wire::client_data::LeaseKind;
@@ -37,8 +39,8 @@ pub struct Change {
     pub lease: Lease,
     /// Last transaction time (server time).
     pub cltt: u32,
-    /// Relay information.
-    pub relay: RelayInfo,
+    /// Relay information, shared between rows that carry the same `user_context`.
+    pub relay: Option<Arc<RelayInfo>>,
 }
 
 impl Change {
@@ -50,7 +52,7 @@ impl Change {
             link_prefix: self.link_prefix,
             lease: self.lease,
             cltt: self.cltt,
-            relay: &self.relay,
+            relay: self.relay.as_deref().unwrap_or(&RelayInfo::NONE),
         }
     }
 }
@@ -81,7 +83,7 @@ pub const fn lease_kind(row: &Row<'_>) -> LeaseKind {
 /// Interpret a row read at server time `now`.
 pub fn row_change(
     row: &Row<'_>,
-    relay: RelayInfo,
+    relay: Option<Arc<RelayInfo>>,
     link_prefix: Option<Prefix>,
     now: u32,
 ) -> RowChange {
@@ -131,7 +133,7 @@ prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_so
     fn change(line: &str, now: u32) -> RowChange {
         let header = Header::parse(H17).unwrap();
         let row = parse_row(&header, line).unwrap();
-        row_change(&row, RelayInfo::NONE, None, now)
+        row_change(&row, None, None, now)
     }
 
     #[test]
