@@ -496,7 +496,7 @@ impl LogWriter {
 
     /// Mark the record at `offset` superseded: a later record of its client exists.
     pub fn supersede(&self, offset: u64) {
-        let Some(segment) = self.reader().segment(offset / self.shared.segment_bytes) else {
+        let Some(segment) = self.segment_for(offset) else {
             return; // Already recycled.
         };
         let at = in_segment(offset, self.shared.segment_bytes);
@@ -506,6 +506,16 @@ impl LogWriter {
         if before & STATE_SUPERSEDED == 0 {
             self.sub_live_bytes(u64::from(read_header(&segment, at).length));
         }
+    }
+
+    /// The retained segment holding `offset`: the head without a lock, others through the
+    /// segment table.
+    fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let index = offset / self.shared.segment_bytes;
+        if index == self.head.index {
+            return Some(Arc::clone(&self.head));
+        }
+        self.reader().segment(index)
     }
 
     /// True when the record at `offset` is not superseded (recovery repairs flags with it).

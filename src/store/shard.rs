@@ -426,12 +426,57 @@ impl Shard {
                 keys,
             ),
         };
+        // Index only the difference: a renewal touches no address or prefix entry.
         if let Some(old) = old {
-            self.release(slot, old, old_time);
+            self.release_missing(slot, old, old_time, new, now);
         }
-        self.claim(slot, new, now);
+        self.claim_missing(slot, old.map(|b| (b, old_time)), new, now);
         self.schedule_expiries(slot, old, new, now);
         Ok(offset)
+    }
+
+    /// Release what `old` had indexed and `new` does not.
+    fn release_missing(
+        &mut self,
+        slot: SlotId,
+        old: &Binding,
+        old_at: u32,
+        new: &Binding,
+        at: u32,
+    ) {
+        for kind in indexed(old, old_at) {
+            if !indexed(new, at).any(|k| k == kind) {
+                match kind {
+                    LeaseKind::Address(a) => self.table.release_address(u128::from(a), slot),
+                    LeaseKind::Prefix(p, len) => {
+                        self.table.release_prefix(u128::from(p), len, slot)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claim what `new` indexes and `old` did not.
+    fn claim_missing(
+        &mut self,
+        slot: SlotId,
+        old: Option<(&Binding, u32)>,
+        new: &Binding,
+        at: u32,
+    ) {
+        for kind in indexed(new, at) {
+            if old.is_some_and(|(b, t)| indexed(b, t).any(|k| k == kind)) {
+                continue;
+            }
+            match kind {
+                LeaseKind::Address(a) => {
+                    self.table.claim_address(u128::from(a), slot);
+                }
+                LeaseKind::Prefix(p, len) => {
+                    self.table.claim_prefix(u128::from(p), len, slot);
+                }
+            }
+        }
     }
 
     fn append_change(&mut self, binding: &Binding, now: u32) -> Result<u64, Refused> {
@@ -451,15 +496,6 @@ impl Shard {
                 relocate(table, stats, client, moved)
             })
             .map_err(Refused::Log)
-    }
-
-    fn release(&mut self, slot: SlotId, binding: &Binding, at: u32) {
-        for kind in indexed(binding, at) {
-            match kind {
-                LeaseKind::Address(a) => self.table.release_address(u128::from(a), slot),
-                LeaseKind::Prefix(p, len) => self.table.release_prefix(u128::from(p), len, slot),
-            }
-        }
     }
 
     /// Queue the expiry of every live lease of `new` that `old` did not already have with

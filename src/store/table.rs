@@ -263,8 +263,12 @@ impl ShardTable {
         ];
         for (list, index, max) in caps {
             let key = keys.key(list);
-            let known = self.heads[list as usize].contains_key(&key);
-            if key != 0 && !known && self.heads[list as usize].len() >= max {
+            // Most changes keep their keys: no lookup then (each is a likely cache miss).
+            let unchanged = slot.is_some_and(|s| self.slots[s as usize].keys.key(list) == key);
+            if key == 0 || unchanged || self.heads[list as usize].len() < max {
+                continue;
+            }
+            if !self.heads[list as usize].contains_key(&key) {
                 return Err(Full { index, max });
             }
         }
