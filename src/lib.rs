@@ -5,6 +5,7 @@
 //! `unsafe` is denied crate-wide; only the io_uring reactor (`net`) and the memory-mapped
 //! change log (`store`) may allow it, each block with a `SAFETY:` comment (style.md S6).
 
+pub mod config;
 pub mod ingest;
 pub mod store;
 pub mod wire;

@@ -1,33 +1,145 @@
 //! `lqd`, the leasequery daemon.
 //!
-//! This build carries the wire codec only; the store, Kea ingest and the io_uring server are
-//! built in the issues that follow it. Until then the binary reports what it is and refuses
-//! to pretend to serve.
+//! This build runs the store and the Kea source: it follows Kea's lease6 journal into the
+//! sharded change log, survives restarts at its checkpoint, and ages leases on its own
+//! clock. The TCP leasequery server (issue 5) is not in this build; `lqd` says so at start.
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread;
 
-const USAGE: &str = "\
-lqd: DHCPv6 Active (RFC 7653) and Bulk (RFC 5460) Leasequery server
+use anyhow::{bail, Context};
+use clap::Parser;
+use lqd::config::{Config, Limits};
+use lqd::ingest::pipeline::{self, Recovered};
+use lqd::ingest::tailer::Position;
+use lqd::store::Shard;
 
-usage: lqd [--version | --help]
+#[derive(Parser)]
+#[command(
+    name = "lqd",
+    version,
+    about = "DHCPv6 Active (RFC 7653) and Bulk (RFC 5460) Leasequery"
+)]
+struct Cli {
+    /// Configuration file (TOML); see tuning/lqd.example.toml.
+    #[arg(short, long, default_value = "/etc/lqd/lqd.toml")]
+    config: PathBuf,
+    /// Validate the configuration, print the effective limits and exit.
+    #[arg(long)]
+    check_config: bool,
+}
 
-This build contains the leasequery codec (src/wire) only; it cannot serve yet.
-See README.md for the project status.";
-
-fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => {
-            println!("lqd {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("--help" | "-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LQD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(&Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lqd: {error:#}");
+            std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config)?;
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let limits = config.validate(cpus)?;
+    for line in limits.to_string().lines() {
+        tracing::info!("limit: {line}");
+    }
+    let links = limits.links()?;
+    if cli.check_config {
+        println!("{limits}\nlinks known: {}", links.len());
+        return Ok(());
+    }
+    check_layout(&config.store.data_dir, &limits)?;
+    tracing::warn!(
+        "this build ingests and stores bindings; the TCP leasequery server is not built yet"
+    );
+    serve(&limits, links)
+}
+
+/// The data directory was made for this shard count and segment size, or is new.
+fn check_layout(dir: &Path, limits: &Limits) -> anyhow::Result<()> {
+    let meta = dir.join("lqd.meta");
+    let want = format!(
+        "shards {}\nsegment_bytes {}\n",
+        limits.shards, limits.shard[0].log.segment_bytes
+    );
+    match std::fs::read_to_string(&meta) {
+        Ok(have) if have == want => Ok(()),
+        Ok(have) => bail!(
+            "{} was made with\n{have}but the configuration gives\n{want}shards and segment size \
+             cannot change while the data directory holds data (move it away to start afresh)",
+            meta.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(&meta, want).with_context(|| format!("writing {}", meta.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", meta.display())),
+    }
+}
+
+fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()> {
+    let now = pipeline::server_now();
+    let mut recovered = Recovered::default();
+    let mut checkpoints = Vec::new();
+    let mut queues = Vec::new();
+    let mut consumers = Vec::new();
+    for (i, config) in limits.shard.iter().enumerate() {
+        let (shard, checkpoint, found) = Shard::open(config.clone(), now)
+            .with_context(|| format!("opening shard {i} in {}", config.log.dir.display()))?;
+        tracing::info!(
+            shard = i,
+            records = found.records,
+            corrupt = found.corrupt,
+            clients = shard.table().len(),
+            "shard recovered"
+        );
+        checkpoints.push(checkpoint);
+        recovered.owners.push(shard.live_leases(now));
+        let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity);
+        queues.push(tx);
+        consumers.push(
+            thread::Builder::new()
+                .name(format!("lqd-shard-{i}"))
+                .spawn(move || pipeline::consume(shard, rx))?,
+        );
+    }
+    // Resume where every shard has its records: the lowest checkpoint (rows after it are
+    // re-applied; a shard that has them already finds them unchanged).
+    if checkpoints.iter().all(Option::is_some) {
+        recovered.checkpoint = checkpoints
+            .into_iter()
+            .flatten()
+            .min_by_key(|c| c.id)
+            .and_then(|c| Position::from_bytes(&c.bytes).map(|p| (c.id, p)));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let stats = pipeline::run(&limits.ingest, links, queues, recovered, &stop)?;
+    tracing::info!(
+        rows = stats.rows,
+        rejected = stats.rejected_total(),
+        "ingest stopped"
+    );
+    for consumer in consumers {
+        let shard = consumer
+            .join()
+            .map_err(|_| anyhow::anyhow!("a shard thread panicked"))?;
+        shard.flush_async()?;
+    }
+    Ok(())
 }

@@ -703,7 +703,6 @@ impl Follower {
 
 struct Ingest {
     stop: Arc<AtomicBool>,
-    consumers_stop: Arc<AtomicBool>,
     ingest: Option<JoinHandle<io::Result<IngestStats>>>,
     consumers: Vec<JoinHandle<Shard>>,
     followers: Vec<Follower>,
@@ -714,7 +713,6 @@ impl Ingest {
     fn start(lease_file: &Path, kea_config: &Path, store: &Path) -> Self {
         let links = Links::from_kea_file(kea_config).expect("lqd reads Kea's configuration");
         assert_eq!(links.len(), 2, "two subnets in the Kea configuration");
-        let consumers_stop = Arc::new(AtomicBool::new(false));
         let mut queues = Vec::new();
         let mut consumers = Vec::new();
         let mut followers = Vec::new();
@@ -733,8 +731,7 @@ impl Ingest {
             });
             let (tx, rx) = bounded(1024);
             queues.push(tx);
-            let stop = Arc::clone(&consumers_stop);
-            consumers.push(thread::spawn(move || consume(shard, rx, stop)));
+            consumers.push(thread::spawn(move || consume(shard, rx)));
         }
         let config = IngestConfig {
             lease_file: lease_file.to_path_buf(),
@@ -749,7 +746,6 @@ impl Ingest {
             thread::spawn(move || run(&config, links, queues, Recovered::default(), &stopping));
         Self {
             stop,
-            consumers_stop,
             ingest: Some(ingest),
             consumers,
             followers,
@@ -796,7 +792,6 @@ impl Ingest {
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.consumers_stop.store(true, Ordering::Release);
         if let Some(ingest) = self.ingest.take() {
             let _ = ingest.join();
         }

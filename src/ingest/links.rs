@@ -160,7 +160,7 @@ fn resolve(path: &Path, depth: usize) -> Result<String, LinksError> {
         ));
     }
     let text = fs::read_to_string(path).map_err(|e| LinksError::Io(path.to_path_buf(), e))?;
-    let text = strip_comments(&text);
+    let text = strip_trailing_commas(&strip_comments(&text));
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(at) = rest.find("<?include") {
@@ -224,6 +224,37 @@ pub fn strip_comments(text: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Remove commas that only whitespace separates from a closing `}` or `]`, outside strings:
+/// Kea accepts them, and Debian's stock kea-dhcp6.conf has them once comments are gone.
+pub fn strip_trailing_commas(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            if b == b'\\' && i + 1 < bytes.len() {
+                out.extend_from_slice(&bytes[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            in_string = b != b'"';
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b',' {
+            let next = bytes[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+            if matches!(next, Some(b'}' | b']')) {
+                i += 1;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +293,15 @@ mod tests {
         // Included, host bits masked.
         assert_eq!(links.get(7), Some(prefix("2001:db8:4::", 64)));
         assert_eq!(links.len(), 4);
+    }
+
+    #[test]
+    fn trailing_commas_are_accepted_as_kea_does() {
+        let text = r#"{ "a": [1, 2, ], "s": "x, }", "b": { "c": "%m\n", } }"#;
+        let json: Value = serde_json::from_str(&strip_trailing_commas(text)).unwrap();
+        assert_eq!(json["a"], serde_json::json!([1, 2]));
+        assert_eq!(json["s"], "x, }");
+        assert_eq!(json["b"]["c"], "%m\n");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -103,14 +102,26 @@ pub fn drain(shard: &mut Shard, queue: &Receiver<ShardMsg>, now: u32, max: usize
     (max, false)
 }
 
-/// A shard consumer on its own thread, for tests and for a deployment without the network
-/// workers: drain, expire, repeat until the queue closes. Returns the shard.
-pub fn consume(mut shard: Shard, queue: Receiver<ShardMsg>, stop: Arc<AtomicBool>) -> Shard {
+/// A shard consumer on its own thread (the daemon until the network workers take the
+/// shards over, and tests): drain, expire, age out history once a second, until the queue
+/// closes — which happens when the ingest thread ends, so nothing it sent is lost.
+/// Returns the shard.
+pub fn consume(mut shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
+    let mut last_tick = 0u32;
     loop {
         let now = server_now();
         let (taken, closed) = drain(&mut shard, &queue, now, 1024);
         shard.expire_due(now, 1024);
-        if closed || (taken == 0 && stop.load(Ordering::Acquire)) {
+        if now != last_tick {
+            last_tick = now;
+            if let Err(refused) = shard.tick(now) {
+                tracing::warn!(
+                    reason = refused.reason(),
+                    "retention tick failed: {refused}"
+                );
+            }
+        }
+        if closed {
             return shard;
         }
         if taken == 0 {
