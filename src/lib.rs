@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod ingest;
+pub mod server;
 pub mod store;
 pub mod wire;

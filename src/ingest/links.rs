@@ -56,6 +56,12 @@ impl Links {
         self.by_subnet.get(&subnet_id).copied()
     }
 
+    /// True when `address` lies inside a known link (a query's link-address names a link,
+    /// S-31..S-35). A linear scan: queries with a link-address are not on a hot path.
+    pub fn contains_address(&self, address: std::net::Ipv6Addr) -> bool {
+        self.by_subnet.values().any(|p| p.contains(address))
+    }
+
     /// Number of known subnets.
     pub fn len(&self) -> usize {
         self.by_subnet.len()
