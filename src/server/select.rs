@@ -122,11 +122,16 @@ impl Selection {
                 .is_none_or(|e| time_at_or_after(e, change_time))
     }
 
-    /// Whether a binding matches the key and the link-address.
-    pub fn matches(&self, binding: &Binding) -> bool {
+    /// Whether a binding matches the key and the link-address at `now`. An address is held
+    /// by a live lease, or, when ended leases are reported (`include_ended`, D-4), by one
+    /// that ended.
+    pub fn matches(&self, binding: &Binding, now: u32, include_ended: bool) -> bool {
         let key_matches = match &self.key {
             Key::All | Key::Link => true,
-            Key::Address(a) => binding.leases().iter().any(|l| holds(&l.kind, *a)),
+            Key::Address(a) => binding
+                .leases()
+                .iter()
+                .any(|l| (include_ended || l.is_live(now)) && holds(&l.kind, *a)),
             Key::ClientId(d) => binding.duid == *d,
             Key::RelayId(d) => binding.relay.relay_id == *d,
             Key::RemoteId(r) => binding.relay.remote_id == *r,
@@ -222,38 +227,38 @@ mod tests {
         let inside = "2001:db8:9:ff::1".parse().unwrap();
         let none = (None, None);
         assert!(
-            selection(QueryOut::Address(inside), "::", none).matches(&b),
+            selection(QueryOut::Address(inside), "::", none).matches(&b, 0, false),
             "S-31 prefix"
         );
         let outside = "2001:db8:a::1".parse().unwrap();
-        assert!(!selection(QueryOut::Address(outside), "::", none).matches(&b));
+        assert!(!selection(QueryOut::Address(outside), "::", none).matches(&b, 0, false));
         assert!(
-            selection(QueryOut::ClientId(&CLIENT), "::", none).matches(&b),
+            selection(QueryOut::ClientId(&CLIENT), "::", none).matches(&b, 0, false),
             "S-32"
         );
-        assert!(!selection(QueryOut::ClientId(&REQUESTOR), "::", none).matches(&b));
+        assert!(!selection(QueryOut::ClientId(&REQUESTOR), "::", none).matches(&b, 0, false));
         let by_relay = selection(QueryOut::RelayId(&RELAY), "::", none);
-        assert!(by_relay.matches(&b), "S-33");
+        assert!(by_relay.matches(&b, 0, false), "S-33");
         assert!(
             by_relay.relay_data && by_relay.base_time,
             "ORO 47 and 100 (D-1)"
         );
         let remote = b"\x00\x00\x11\x8bcm-0001";
         assert!(
-            selection(QueryOut::RemoteId(remote), "::", none).matches(&b),
+            selection(QueryOut::RemoteId(remote), "::", none).matches(&b, 0, false),
             "S-35"
         );
         let all = selection(QueryOut::LinkAddress, "::", none);
         assert_eq!(all.key, Key::All, "D-3: link-address :: selects everything");
         let link = selection(QueryOut::LinkAddress, "2001:db8:2::1", none);
         assert!(
-            link.matches(&b),
+            link.matches(&b, 0, false),
             "S-34: inside the link prefix / the relay's link-address"
         );
-        assert!(!selection(QueryOut::LinkAddress, "2001:db8:3::1", none).matches(&b));
+        assert!(!selection(QueryOut::LinkAddress, "2001:db8:3::1", none).matches(&b, 0, false));
         let elsewhere = selection(QueryOut::ClientId(&CLIENT), "2001:db8:3::1", none);
         assert!(
-            !elsewhere.matches(&b),
+            !elsewhere.matches(&b, 0, false),
             "a non-:: link-address restricts to that link"
         );
     }

@@ -6,6 +6,8 @@
 //! - [`Mode::Live`]: binding changes only: carried copies and records already superseded by
 //!   a later change of the same client are skipped (S-51 allows sending only the current
 //!   state);
+//! - [`Mode::Latest`]: every client's latest record, carried copies included (a Bulk
+//!   snapshot);
 //! - [`Mode::CatchUp`]: as Live, and only changes at or after `since` (S-52, S-56). When the
 //!   horizon passes `since` during the scan the cursor reports [`Next::HorizonPassed`]
 //!   (S-55).
@@ -32,6 +34,10 @@ pub enum Mode {
         /// LQ_START_TIME.
         since: u32,
     },
+    /// Every client's latest record, compaction copies included: read from the start, a
+    /// snapshot of the current state (Bulk Leasequery, S-41). A client that changes during
+    /// the scan is seen again at its new record.
+    Latest,
 }
 
 /// The result of [`Cursor::next`].
@@ -120,6 +126,7 @@ impl Cursor {
                     && !record.superseded
                     && time_at_or_after(h.change_time, since)
             }
+            Mode::Latest => h.kind == KIND_CHANGE && !record.superseded,
         }
     }
 
