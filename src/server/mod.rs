@@ -4,12 +4,15 @@
 //! - [`select`]: which bindings a query selects (S-31..S-36, D-3, D-4, D-11, D-13).
 //! - [`body`]: a record's CLIENT_DATA re-based to the second it is sent, with or without
 //!   relay data (the shared bodies of the fan-out).
+//! - [`active`]: an Active Leasequery session: REPLY, catch-up, CatchUpComplete or
+//!   DataMissing, live changes, keepalives, QueryTerminated (S-52..S-59).
 //! - [`bulk`]: a Bulk Leasequery session: REPLY, DATA…, DONE from a snapshot scan of the
 //!   shard logs (S-40, S-41, S-43).
 //!
-//! The sessions (Active and Bulk state machines), the worker loop and the io_uring reactor
-//! that drive them are not built yet (issue 5).
+//! The connection state machine (access control, timers, several queries), the worker loop
+//! and the io_uring reactor that drive these sessions are not built yet (issue 5).
 
+pub mod active;
 pub mod body;
 pub mod bulk;
 pub mod select;
