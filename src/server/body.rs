@@ -16,10 +16,6 @@ use crate::wire::client_data::rebase_lifetime;
 pub enum BodyError {
     /// `out` is smaller than the template.
     BufferTooSmall,
-    /// `now` is before the record's change time (the clock went back more than the
-    /// store's monotonic change time allows): sending would report lifetimes from the
-    /// future.
-    BeforeChange,
 }
 
 /// Write the body of a record changed at `change_time`, as sent at `now`, into `out`;
@@ -32,9 +28,6 @@ pub fn write_body(
     with_relay: bool,
     out: &mut [u8],
 ) -> Result<usize, BodyError> {
-    if !time_at_or_after(now, change_time) {
-        return Err(BodyError::BeforeChange);
-    }
     let relay_at = usize::from(fields.relay_at);
     let len = if relay_at == 0 || with_relay {
         template.len()
@@ -49,7 +42,13 @@ pub fn write_body(
     out.copy_from_slice(&template[..len]);
     let option_len = u16::try_from(len - 4).expect("a template fits an option");
     out[2..4].copy_from_slice(&option_len.to_be_bytes());
-    let delta = now.wrapping_sub(change_time);
+    // A record stamped a moment after `now` (the writer's clock read later than ours) is
+    // sent as encoded rather than re-based backwards.
+    let delta = if time_at_or_after(now, change_time) {
+        now.wrapping_sub(change_time)
+    } else {
+        0
+    };
     for &at in fields.lifetimes_at() {
         patch(out, at, |v| rebase_lifetime(v, delta));
         patch(out, at + 4, |v| rebase_lifetime(v, delta));
@@ -146,17 +145,16 @@ mod tests {
             "{opts:?}"
         );
         assert_eq!(opts[3], "CltTime(600)");
-        assert_eq!(
-            write_body(
-                view.template,
-                &view.time_fields,
-                1_500,
-                1_499,
-                true,
-                &mut out
-            ),
-            Err(BodyError::BeforeChange)
+        // A second before the change: sent as encoded (CLT 500), never re-based backwards.
+        let n = write_body(
+            view.template,
+            &view.time_fields,
+            1_500,
+            1_499,
+            true,
+            &mut out,
         );
+        assert_eq!(decode(&out[..n.unwrap()])[3], "CltTime(500)");
     }
 
     #[test]

@@ -9,10 +9,14 @@
 //! - [`bulk`]: a Bulk Leasequery session: REPLY, DATA…, DONE from a snapshot scan of the
 //!   shard logs (S-40, S-41, S-43).
 //!
-//! The connection state machine (access control, timers, several queries), the worker loop
-//! and the io_uring reactor that drive these sessions are not built yet (issue 5).
+//! - [`connection`]: one TCP connection: framing, refusals, STARTTLS, access, query
+//!   sequencing, timers.
+//!
+//! The worker loop and the io_uring reactor that drive connections are not built yet
+//! (issue 5).
 
 pub mod active;
 pub mod body;
 pub mod bulk;
+pub mod connection;
 pub mod select;
