@@ -18,6 +18,7 @@
 //! ```
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,7 +26,9 @@ use serde::Deserialize;
 
 use crate::ingest::links::{parse_prefix, Links};
 use crate::ingest::pipeline::IngestConfig;
-use crate::store::model::Prefix;
+use crate::net::worker::NetConfig;
+use crate::server::connection::Policy;
+use crate::store::model::{DuidBuf, Prefix};
 use crate::store::table::TableLimits;
 use crate::store::{LogConfig, ShardConfig};
 
@@ -37,6 +40,8 @@ pub struct Config {
     pub store: StoreSection,
     /// The Kea lease-file source.
     pub ingest: IngestSection,
+    /// The TCP leasequery server.
+    pub server: ServerSection,
     /// Links by Kea subnet id; these override Kea's configuration.
     pub links: Vec<LinkEntry>,
 }
@@ -118,6 +123,66 @@ impl Default for IngestSection {
     }
 }
 
+/// `[server]`: the TCP listener, access and the protocol timers (protocol.md §5).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address and port to listen on (S-7: port 547).
+    pub listen: String,
+    /// Network workers; 0 = as many as shards.
+    pub workers: usize,
+    /// Connections open at once, all workers together (S-8: BULK_LQ_MAX_CONNS = 10).
+    pub connections_max: usize,
+    /// Serve ACTIVELEASEQUERY (S-2: off until enabled).
+    pub active_enabled: bool,
+    /// Allow Active Leasequery over plain TCP (S-4: a separate, explicit switch; this
+    /// build has no TLS, so Active needs both).
+    pub insecure_allowed: bool,
+    /// Requestor prefixes allowed to connect (S-9); empty = every source. IPv4 sources
+    /// match as IPv4-mapped addresses (`::ffff:0:0/96`).
+    pub allow: Vec<String>,
+    /// Queries one connection may make (S-12).
+    pub queries_per_connection: u32,
+    /// ACTIVE_LQ_SEND_TIMEOUT, seconds (S-61).
+    pub active_send_timeout_s: u64,
+    /// ACTIVE_LQ_IDLE_TIMEOUT, seconds (S-58).
+    pub active_idle_timeout_s: u64,
+    /// BULK_LQ_DATA_TIMEOUT, seconds (S-10, S-62).
+    pub bulk_data_timeout_s: u64,
+    /// Largest message accepted, octets.
+    pub message_size_max: u16,
+    /// Server DUID as hex; empty = DUID-UUID from /etc/machine-id.
+    pub server_duid: String,
+    /// Send buffer per connection in lqd, octets.
+    pub send_buffer: usize,
+    /// `SO_SNDBUF` per connection, octets (tuning/README.md, T21).
+    pub socket_send_buffer: usize,
+    /// Longest wait before Active connections look for new records, ms.
+    pub tick_ms: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "[::]:547".into(),
+            workers: 0,
+            connections_max: 10,
+            active_enabled: false,
+            insecure_allowed: false,
+            allow: Vec::new(),
+            queries_per_connection: 16,
+            active_send_timeout_s: 120,
+            active_idle_timeout_s: 60,
+            bulk_data_timeout_s: 300,
+            message_size_max: u16::MAX,
+            server_duid: String::new(),
+            send_buffer: 256 * 1024,
+            socket_send_buffer: 256 * 1024,
+            tick_ms: 5,
+        }
+    }
+}
+
 /// One `[[links]]` entry.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +220,16 @@ pub struct Limits {
     pub links: Vec<(u32, Prefix)>,
     /// Kea's configuration file, if one is to be read.
     pub kea_config: Option<PathBuf>,
+    /// Network workers.
+    pub workers: usize,
+    /// Connections open at once (S-8).
+    pub connections_max: usize,
+    /// What every connection follows.
+    pub policy: Policy,
+    /// Listener and socket settings.
+    pub net: NetConfig,
+    /// Settings below the RFC defaults, to be logged (S-65).
+    pub warnings: Vec<String>,
 }
 
 /// Per-shard share of a total capacity: even share plus 1/8 for imbalance (`shard_of`
@@ -220,7 +295,13 @@ impl Config {
                     .map_err(|e| ConfigError(format!("[[links]] subnet_id {}: {e}", l.subnet_id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let server = self.server.validate(shards)?;
         Ok(Limits {
+            workers: server.workers,
+            connections_max: self.server.connections_max,
+            policy: server.policy,
+            net: server.net,
+            warnings: server.warnings,
             shards,
             shard,
             ingest: IngestConfig {
@@ -235,6 +316,137 @@ impl Config {
             kea_config: (!i.kea_config.as_os_str().is_empty()).then(|| i.kea_config.clone()),
         })
     }
+}
+
+struct ServerLimits {
+    workers: usize,
+    policy: Policy,
+    net: NetConfig,
+    warnings: Vec<String>,
+}
+
+impl ServerSection {
+    fn validate(&self, shards: u32) -> Result<ServerLimits, ConfigError> {
+        let err = |what: String| ConfigError(format!("server: {what}"));
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| err(format!("listen {:?} is not address:port", self.listen)))?;
+        if self.connections_max == 0
+            || self.queries_per_connection == 0
+            || self.message_size_max < 4
+        {
+            return Err(err(
+                "connections_max, queries_per_connection ≥ 1, message_size_max ≥ 4".into(),
+            ));
+        }
+        let workers = if self.workers == 0 {
+            shards as usize
+        } else {
+            self.workers
+        };
+        if listen.port() == 0 && workers > 1 {
+            // Each worker binds its own SO_REUSEPORT socket: port 0 would give each a port.
+            return Err(err("listen port 0 needs workers = 1".into()));
+        }
+        let allow = self
+            .allow
+            .iter()
+            .map(|p| parse_allow(p).map_err(&err))
+            .collect::<Result<_, _>>()?;
+        let mut warnings = Vec::new();
+        let timers = [
+            ("active_send_timeout_s", self.active_send_timeout_s, 120),
+            ("active_idle_timeout_s", self.active_idle_timeout_s, 60),
+            ("bulk_data_timeout_s", self.bulk_data_timeout_s, 300),
+        ];
+        for (name, value, default) in timers {
+            if value == 0 {
+                return Err(err(format!("{name} must be at least 1")));
+            }
+            if value < default {
+                warnings.push(format!(
+                    "server.{name} = {value} is below the RFC default {default}; \
+                     RFC 7653 §6.4 says smaller values SHOULD NOT be used (S-65)"
+                ));
+            }
+        }
+        let server_duid = server_duid(&self.server_duid).map_err(err)?;
+        let policy = Policy {
+            server_duid,
+            active_enabled: self.active_enabled,
+            insecure_allowed: self.insecure_allowed,
+            queries_max: self.queries_per_connection,
+            query_wait_ms: self.bulk_data_timeout_s * 1000,
+            idle_timeout_ms: self.active_idle_timeout_s * 1000,
+            message_size_max: self.message_size_max,
+        };
+        let net = NetConfig {
+            listen,
+            slots: self.connections_max.div_ceil(workers).max(1),
+            send_buffer: self.send_buffer.max(usize::from(self.message_size_max) + 2),
+            tick: Duration::from_millis(self.tick_ms.max(1)),
+            send_timeout_ms: self.active_send_timeout_s * 1000,
+            allow,
+            socket_send_buffer: self.socket_send_buffer,
+        };
+        Ok(ServerLimits {
+            workers,
+            policy,
+            net,
+            warnings,
+        })
+    }
+}
+
+/// An allow-list entry: an IPv6 prefix, or an IPv4 prefix as IPv4-mapped IPv6.
+fn parse_allow(text: &str) -> Result<Prefix, String> {
+    let (address, len) = text.split_once('/').unwrap_or((text, ""));
+    if let Ok(v4) = address.parse::<std::net::Ipv4Addr>() {
+        let len: u8 = if len.is_empty() {
+            32
+        } else {
+            len.parse().map_err(|_| format!("allow {text:?}"))?
+        };
+        if len > 32 {
+            return Err(format!("allow {text:?}: IPv4 prefix longer than 32"));
+        }
+        return Ok(Prefix {
+            address: v4.to_ipv6_mapped(),
+            len: 96 + len,
+        });
+    }
+    let text = if len.is_empty() {
+        format!("{address}/128")
+    } else {
+        text.to_owned()
+    };
+    parse_prefix(Some(&text)).map_err(|e| format!("allow: {e}"))
+}
+
+/// The configured DUID, or DUID-UUID (RFC 6355) from /etc/machine-id.
+fn server_duid(hex: &str) -> Result<DuidBuf, String> {
+    let hex: String = if hex.is_empty() {
+        let id = std::fs::read_to_string("/etc/machine-id")
+            .or_else(|_| std::fs::read_to_string("/var/lib/dbus/machine-id"))
+            .map_err(|e| {
+                format!("server_duid is empty and no machine-id is readable ({e}): set server_duid")
+            })?;
+        format!("0004{}", id.trim())
+    } else {
+        hex.chars().filter(|c| *c != ':').collect()
+    };
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    bytes
+        .filter(|b| (3..=130).contains(&b.len()))
+        .and_then(|b| DuidBuf::new(&b))
+        .ok_or_else(|| format!("server_duid {hex:?} is not hex of 3..130 octets"))
 }
 
 impl Limits {
@@ -276,13 +488,29 @@ impl fmt::Display for Limits {
             (l.segment_bytes * l.segments_max) >> 20,
             l.retention_age_s
         )?;
-        write!(
+        writeln!(
             f,
             "ingest: {} line_max {} queue_capacity {} links from config {}",
             self.ingest.lease_file.display(),
             self.ingest.line_max,
             self.queue_capacity,
             self.links.len()
+        )?;
+        let p = &self.policy;
+        write!(
+            f,
+            "server: listen {} workers {} connections_max {} (slots per worker {}) active {} \
+             insecure {} queries_per_connection {} idle {} ms send timeout {} ms query wait {} ms",
+            self.net.listen,
+            self.workers,
+            self.connections_max,
+            self.net.slots,
+            p.active_enabled,
+            p.insecure_allowed,
+            p.queries_max,
+            p.idle_timeout_ms,
+            self.net.send_timeout_ms,
+            p.query_wait_ms
         )
     }
 }

@@ -1,8 +1,9 @@
 //! `lqd`, the leasequery daemon.
 //!
-//! This build runs the store and the Kea source: it follows Kea's lease6 journal into the
-//! sharded change log, survives restarts at its checkpoint, and ages leases on its own
-//! clock. The TCP leasequery server (issue 5) is not in this build; `lqd` says so at start.
+//! It follows Kea's lease6 journal into the sharded change log (surviving restarts at its
+//! checkpoint, ageing leases on its own clock) and serves Bulk and Active Leasequery over
+//! TCP from io_uring network workers. SIGTERM/SIGINT end every Active query with
+//! LEASEQUERY-DONE QueryTerminated (S-59), then lqd exits.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -14,6 +15,7 @@ use clap::Parser;
 use lqd::config::{Config, Limits};
 use lqd::ingest::pipeline::{self, Recovered};
 use lqd::ingest::tailer::Position;
+use lqd::net::worker::Shared;
 use lqd::store::Shard;
 
 #[derive(Parser)]
@@ -90,12 +92,57 @@ fn check_layout(dir: &Path, limits: &Limits) -> anyhow::Result<()> {
     }
 }
 
+/// Start the network workers, each with its own listening socket (SO_REUSEPORT).
+fn spawn_workers(
+    limits: &Limits,
+    readers: &[lqd::store::LogReader],
+    links: &lqd::ingest::links::Links,
+    shared: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<()>>>> {
+    let mut workers = Vec::with_capacity(limits.workers);
+    for i in 0..limits.workers {
+        let listener = lqd::net::worker::listener(limits.net.listen, 1024)
+            .with_context(|| format!("listening on {}", limits.net.listen))?;
+        let (policy, net, readers, links) = (
+            limits.policy.clone(),
+            limits.net.clone(),
+            readers.to_vec(),
+            links.clone(),
+        );
+        let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+        let worker = thread::Builder::new()
+            .name(format!("lqd-net-{i}"))
+            .spawn(move || {
+                // The signal flag drives this worker's shutdown (S-59).
+                let watcher = {
+                    let shared = Arc::clone(&shared);
+                    thread::spawn(move || {
+                        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                            thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        shared
+                            .stop
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    })
+                };
+                let result =
+                    lqd::net::worker::run(listener, &policy, &readers, &links, &net, &shared);
+                let _ = watcher.join();
+                result
+            })?;
+        workers.push(worker);
+    }
+    Ok(workers)
+}
+
 fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()> {
     let now = pipeline::server_now();
     let mut recovered = Recovered::default();
     let mut checkpoints = Vec::new();
     let mut queues = Vec::new();
     let mut consumers = Vec::new();
+    let mut readers = Vec::new();
     for (i, config) in limits.shard.iter().enumerate() {
         let (shard, checkpoint, found) = Shard::open(config.clone(), now)
             .with_context(|| format!("opening shard {i} in {}", config.log.dir.display()))?;
@@ -108,6 +155,7 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         );
         checkpoints.push(checkpoint);
         recovered.owners.push(shard.live_leases(now));
+        readers.push(shard.reader());
         let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity);
         queues.push(tx);
         consumers.push(
@@ -126,15 +174,28 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
             .and_then(|c| Position::from_bytes(&c.bytes).map(|p| (c.id, p)));
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        cap: limits.connections_max,
+        ..Shared::default()
+    });
+    let net_stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&net_stop))?;
     }
+    let workers = spawn_workers(limits, &readers, &links, &shared, &net_stop)?;
+    tracing::info!(listen = %limits.net.listen, workers = workers.len(), "serving leasequery");
     let stats = pipeline::run(&limits.ingest, links, queues, recovered, &stop)?;
     tracing::info!(
         rows = stats.rows,
         rejected = stats.rejected_total(),
         "ingest stopped"
     );
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a network worker panicked"))??;
+    }
     for consumer in consumers {
         let shard = consumer
             .join()

@@ -37,6 +37,7 @@ fn config_text(dir: &Path, shards: u32) -> String {
         "[store]\ndata_dir = \"{data}\"\nshards = {shards}\nsegment_bytes = 1048576\n\
          segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
          [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
+         [server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nserver_duid = \"000300010a0b0c0d0e0f\"\n\
          [[links]]\nsubnet_id = 1\nprefix = \"2001:db8:1::/64\"\n",
         data = dir.join("data").display(),
         journal = dir.join("kea-leases6.csv").display()

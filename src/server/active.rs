@@ -125,7 +125,7 @@ impl ActiveSession {
 
     /// End the query: the next fill writes DONE QueryTerminated with LQ_BASE_TIME (S-59).
     pub fn terminate(&mut self) {
-        if !self.ended {
+        if !self.ended && !self.pending.contains(&Pending::Done) {
             self.pending.push(Pending::Done);
         }
     }

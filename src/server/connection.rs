@@ -96,6 +96,12 @@ pub enum CloseReason {
     QueryTerminated,
     /// The per-connection query limit was used up (S-12).
     QueryLimit,
+    /// The requestor stopped reading for longer than the send timeout (S-61, S-62).
+    SendTimeout,
+    /// A send failed (S-63).
+    SendFailed,
+    /// lqd is shutting down.
+    Shutdown,
 }
 
 enum Running {
@@ -171,11 +177,20 @@ impl Connection {
         }
     }
 
-    /// Shutdown: an Active query ends with DONE QueryTerminated (S-59).
+    /// Shutdown: an Active query ends with DONE QueryTerminated (S-59) and the connection
+    /// closes after it; any other connection closes once what is queued has been sent.
     pub fn terminate(&mut self) {
-        if let Running::Active(session) = &mut self.running {
-            session.terminate();
+        match &mut self.running {
+            Running::Active(session) => session.terminate(),
+            Running::Bulk(_) | Running::None => {
+                self.closing.get_or_insert(CloseReason::Shutdown);
+            }
         }
+    }
+
+    /// Close for a reason the socket layer found (send timeout, send error).
+    pub fn abort(&mut self, reason: CloseReason) {
+        self.close_now(reason);
     }
 
     fn close_now(&mut self, reason: CloseReason) {

@@ -1,0 +1,48 @@
+//! The io_uring reactor: rings, sockets, in-flight operation slots. All syscalls of the
+//! serving path live here (architecture.md, "The reactor").
+//!
+//! Ownership rules (style.md S7–S10), which every `unsafe` block here relies on:
+//! 1. A buffer handed to the kernel belongs to it until its completion arrives: a slot
+//!    keeps its receive and send buffers, and never touches the region a receive or send in
+//!    flight covers, until that completion.
+//! 2. An fd is closed only when no operation on it is in flight (`Open → Closing → Free`).
+//! 3. `user_data` = kind (8 bits) | generation (24 bits) | slot (32 bits); a completion for
+//!    another generation of the slot is a bug and is asserted.
+//! 4. Completions are copied out, then dispatched (drain, then dispatch).
+#![allow(unsafe_code)]
+
+pub mod worker;
+
+use std::io;
+
+use io_uring::{opcode, IoUring, Probe};
+
+/// Check that io_uring works here and supports every opcode lqd uses; the error says what
+/// to do (style.md T12).
+pub fn probe() -> io::Result<()> {
+    let ring = IoUring::new(8).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "io_uring is unavailable ({e}): check kernel.io_uring_disabled (sysctl) and any \
+                 seccomp profile (containers) — lqd needs Linux ≥ 6.1 with io_uring enabled"
+            ),
+        )
+    })?;
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    let needed = [
+        ("ACCEPT", opcode::Accept::CODE),
+        ("RECV", opcode::Recv::CODE),
+        ("SEND", opcode::Send::CODE),
+        ("TIMEOUT", opcode::Timeout::CODE),
+    ];
+    for (name, code) in needed {
+        if !probe.is_supported(code) {
+            return Err(io::Error::other(format!(
+                "io_uring here lacks IORING_OP_{name}: lqd needs Linux ≥ 6.1"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! One network worker: an io_uring, a listening socket (SO_REUSEPORT, one per worker), and
+//! fixed-capacity connection slots, each driving a sans-IO [`Connection`].
+//!
+//! Every loop iteration: arm what is missing (an accept, a receive per connection, a send
+//! per connection with something to say, the tick timeout), submit and wait for at least
+//! one completion, copy the completions out, dispatch them. A connection's outgoing
+//! frames are built straight into its send buffer by `Connection::transmit` — whole
+//! frames, one `send` per connection per iteration.
+//!
+//! Not yet here (issue 5): eventfd doorbells from the shard writers (Active connections
+//! see new records at the next tick), shared bodies through `sendmsg` iovecs, SEND_ZC,
+//! CPU pinning.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use std::{io, ptr};
+
+use io_uring::{cqueue, opcode, types, IoUring};
+
+use crate::ingest::links::Links;
+use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
+use crate::store::model::Prefix;
+use crate::store::LogReader;
+
+/// Settings of the network workers.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Address to listen on (default `[::]:547`, S-7).
+    pub listen: SocketAddr,
+    /// Connection slots of this worker.
+    pub slots: usize,
+    /// Send buffer per connection, octets.
+    pub send_buffer: usize,
+    /// Loop tick: the longest wait before Active connections look for new records.
+    pub tick: Duration,
+    /// ACTIVE_LQ_SEND_TIMEOUT / BULK_LQ_DATA_TIMEOUT for a blocked send, ms (S-61, S-62).
+    pub send_timeout_ms: u64,
+    /// Requestor prefixes allowed to connect (S-9); empty = every source.
+    pub allow: Vec<Prefix>,
+    /// `SO_SNDBUF` per connection (style.md T21).
+    pub socket_send_buffer: usize,
+}
+
+/// State shared by all workers: the global connection cap (S-8) and counters.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Connections open across workers.
+    pub open: AtomicUsize,
+    /// BULK_LQ_MAX_CONNS or its configured value.
+    pub cap: usize,
+    /// Set on SIGTERM/SIGINT.
+    pub stop: AtomicBool,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections refused: over the cap, or not on the allow-list.
+    pub refused: AtomicU64,
+    /// Connections closed after a blocked send (S-61).
+    pub evicted: AtomicU64,
+}
+
+const KIND_ACCEPT: u64 = 1;
+const KIND_RECV: u64 = 2;
+const KIND_SEND: u64 = 3;
+const KIND_TICK: u64 = 4;
+const KIND_CANCEL: u64 = 5;
+
+fn user_data(kind: u64, generation: u32, slot: u32) -> u64 {
+    kind << 56 | u64::from(generation & 0x00ff_ffff) << 32 | u64::from(slot)
+}
+
+/// (kind, generation, slot) of a completion.
+fn decode(user_data: u64) -> (u64, u32, u32) {
+    let generation = u32::try_from(user_data >> 32 & 0x00ff_ffff).expect("24 bits");
+    let slot = u32::try_from(user_data & 0xffff_ffff).expect("32 bits");
+    (user_data >> 56, generation, slot)
+}
+
+struct Slot {
+    fd: RawFd,
+    generation: u32,
+    conn: Option<Connection>,
+    send: Box<[u8]>,
+    send_len: usize,
+    send_off: usize,
+    recv_busy: bool,
+    send_busy: bool,
+    /// Monotonic ms of the last send progress (or of becoming idle).
+    progress_ms: u64,
+    shut: bool,
+}
+
+/// Run one worker until `shared.stop` is set and its connections are done.
+pub fn run(
+    listener: OwnedFd,
+    policy: &Policy,
+    readers: &[LogReader],
+    links: &Links,
+    config: &NetConfig,
+    shared: &Shared,
+) -> io::Result<()> {
+    let entries = u32::try_from(config.slots * 2 + 8)
+        .unwrap_or(u32::MAX)
+        .next_power_of_two();
+    // CQ twice the SQ (style.md T7): at most one accept, one tick, one cancel and a receive
+    // and a send per slot are in flight.
+    let ring = IoUring::builder()
+        .setup_cqsize(entries * 2)
+        .build(entries)?;
+    let slots = (0..config.slots)
+        .map(|_| Slot::new(config.send_buffer))
+        .collect();
+    let slots_max = u32::try_from(config.slots).expect("slots fit u32");
+    let mut worker = Worker {
+        ring,
+        slots,
+        free: (0..slots_max).rev().collect(),
+        completions: Vec::with_capacity(usize::try_from(entries * 2).unwrap_or(1024)),
+        accept_busy: false,
+        cancel_sent: false,
+        tick_busy: false,
+        listener,
+        config,
+        shared,
+    };
+    let started = Instant::now();
+    let tick = types::Timespec::new()
+        .sec(config.tick.as_secs())
+        .nsec(config.tick.subsec_nanos());
+    loop {
+        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = crate::ingest::pipeline::server_now();
+        let ctx = Context {
+            policy,
+            readers,
+            links,
+            now,
+            now_ms,
+        };
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if stopping {
+            // Also connections accepted while the accept was being cancelled (idempotent).
+            worker
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.conn.as_mut())
+                .for_each(Connection::terminate);
+            if worker.slots.iter().all(|s| s.conn.is_none()) && !worker.accept_busy {
+                return Ok(());
+            }
+        }
+        worker.arm(&ctx, &tick, stopping)?;
+        match worker.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        worker.dispatch(&ctx, policy);
+    }
+}
+
+/// A worker's ring, slots and in-flight flags.
+struct Worker<'a> {
+    ring: IoUring,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    completions: Vec<(u64, i32)>,
+    accept_busy: bool,
+    cancel_sent: bool,
+    tick_busy: bool,
+    listener: OwnedFd,
+    config: &'a NetConfig,
+    shared: &'a Shared,
+}
+
+fn push(sq: &mut io_uring::SubmissionQueue<'_>, entry: &io_uring::squeue::Entry) -> io::Result<()> {
+    // SAFETY: every entry pushed through here references no buffer (accept without an
+    // address, cancel) or one that outlives its completion (the tick's timespec lives in
+    // `run`'s frame for the whole loop).
+    unsafe { sq.push(entry) }.map_err(|_| io::Error::other("io_uring submission queue full"))
+}
+
+impl Worker<'_> {
+    /// Queue what is missing: the accept (or its cancellation when stopping), the tick, and
+    /// each connection's receive and send.
+    fn arm(&mut self, ctx: &Context<'_>, tick: &types::Timespec, stopping: bool) -> io::Result<()> {
+        let mut sq = self.ring.submission();
+        if stopping && self.accept_busy && !self.cancel_sent {
+            let cancel = opcode::AsyncCancel::new(user_data(KIND_ACCEPT, 0, 0)).build();
+            push(&mut sq, &cancel.user_data(user_data(KIND_CANCEL, 0, 0)))?;
+            self.cancel_sent = true;
+        }
+        if !self.accept_busy && !stopping && !self.free.is_empty() {
+            let fd = types::Fd(self.listener.as_raw_fd());
+            let accept = opcode::Accept::new(fd, ptr::null_mut(), ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(user_data(KIND_ACCEPT, 0, 0));
+            push(&mut sq, &accept)?;
+            self.accept_busy = true;
+        }
+        if !self.tick_busy {
+            let timeout = opcode::Timeout::new(tick)
+                .build()
+                .user_data(user_data(KIND_TICK, 0, 0));
+            push(&mut sq, &timeout)?;
+            self.tick_busy = true;
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            arm(&mut sq, slot, index, ctx);
+        }
+        Ok(())
+    }
+
+    /// Copy the completions out, then handle them; then close finished connections.
+    fn dispatch(&mut self, ctx: &Context<'_>, policy: &Policy) {
+        self.completions.clear();
+        let completions = self
+            .ring
+            .completion()
+            .map(|c: cqueue::Entry| (c.user_data(), c.result()));
+        self.completions.extend(completions);
+        for i in 0..self.completions.len() {
+            let (data, result) = self.completions[i];
+            let (kind, generation, index) = decode(data);
+            match kind {
+                KIND_ACCEPT => {
+                    self.accept_busy = false;
+                    let (config, shared) = (self.config, self.shared);
+                    accepted(
+                        result,
+                        &mut self.slots,
+                        &mut self.free,
+                        config,
+                        policy,
+                        shared,
+                        ctx.now_ms,
+                    );
+                }
+                KIND_TICK => self.tick_busy = false,
+                KIND_CANCEL => {}
+                KIND_RECV | KIND_SEND => {
+                    let slot = &mut self.slots[index as usize];
+                    assert_eq!(
+                        slot.generation & 0x00ff_ffff,
+                        generation,
+                        "stale completion"
+                    );
+                    if kind == KIND_RECV {
+                        slot.recv_busy = false;
+                        received(slot, result, ctx);
+                    } else {
+                        slot.send_busy = false;
+                        sent(slot, result, ctx.now_ms);
+                    }
+                }
+                _ => unreachable!("unknown completion kind {kind}"),
+            }
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if finish(slot, policy, ctx.now_ms, self.config, self.shared) {
+                self.free.push(u32::try_from(index).expect("slots fit u32"));
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn new(send_buffer: usize) -> Self {
+        Self {
+            fd: -1,
+            generation: 0,
+            conn: None,
+            send: vec![0; send_buffer].into_boxed_slice(),
+            send_len: 0,
+            send_off: 0,
+            recv_busy: false,
+            send_busy: false,
+            progress_ms: 0,
+            shut: false,
+        }
+    }
+}
+
+/// Queue a receive and a send for a connection that needs them.
+fn arm(sq: &mut io_uring::SubmissionQueue<'_>, slot: &mut Slot, index: usize, ctx: &Context<'_>) {
+    let Some(conn) = &mut slot.conn else { return };
+    let index = u32::try_from(index).expect("slots fit u32");
+    if slot.send_off == slot.send_len && !slot.send_busy {
+        slot.send_off = 0;
+        slot.send_len = conn.transmit(ctx, &mut slot.send, 64);
+        if slot.send_len == 0 {
+            slot.progress_ms = ctx.now_ms;
+        }
+    }
+    if !slot.send_busy && slot.send_off < slot.send_len {
+        let data = &slot.send[slot.send_off..slot.send_len];
+        let len = u32::try_from(data.len()).expect("send buffer below 4 GiB");
+        let send = opcode::Send::new(types::Fd(slot.fd), data.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(KIND_SEND, slot.generation, index));
+        // SAFETY: the send buffer belongs to the slot and is not touched until this send's
+        // completion (rule 1); the fd stays open while it is in flight (rule 2).
+        if unsafe { sq.push(&send) }.is_ok() {
+            slot.send_busy = true;
+        }
+    }
+    if !slot.recv_busy && conn.closed().is_none() && !slot.shut {
+        let spare = conn.spare();
+        if !spare.is_empty() {
+            let len = u32::try_from(spare.len()).expect("frames below 4 GiB");
+            let recv = opcode::Recv::new(types::Fd(slot.fd), spare.as_mut_ptr(), len)
+                .build()
+                .user_data(user_data(KIND_RECV, slot.generation, index));
+            // SAFETY: the decoder's spare region is not touched until this receive completes
+            // (one receive in flight; frames are handled only after its completion).
+            if unsafe { sq.push(&recv) }.is_ok() {
+                slot.recv_busy = true;
+            }
+        }
+    }
+}
+
+fn accepted(
+    result: i32,
+    slots: &mut [Slot],
+    free: &mut Vec<u32>,
+    config: &NetConfig,
+    policy: &Policy,
+    shared: &Shared,
+    now_ms: u64,
+) {
+    if result == -libc::ECANCELED {
+        return; // Shutting down.
+    }
+    if result < 0 {
+        // EMFILE/ENFILE and friends: the next iteration tries again (style.md T13).
+        tracing::warn!(errno = -result, "accept failed");
+        return;
+    }
+    // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(result) };
+    let socket = socket2::Socket::from(fd);
+    let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
+    let allowed = config.allow.is_empty() || peer.is_some_and(|p| allowed(&config.allow, p.ip()));
+    let over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
+    if !allowed || over_cap {
+        shared.open.fetch_sub(1, Ordering::AcqRel);
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(?peer, allowed, over_cap, "connection refused (S-8, S-9)");
+        return; // Dropping the socket closes it at once.
+    }
+    let _ = socket.set_nodelay(true);
+    let _ = socket.set_send_buffer_size(config.socket_send_buffer);
+    let Some(index) = free.pop() else {
+        shared.open.fetch_sub(1, Ordering::AcqRel);
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
+    let slot = &mut slots[index as usize];
+    slot.fd = socket.into_raw_fd();
+    slot.generation = slot.generation.wrapping_add(1);
+    slot.conn = Some(Connection::new(policy, Permitted::ALL, now_ms));
+    slot.send_len = 0;
+    slot.send_off = 0;
+    slot.progress_ms = now_ms;
+    slot.shut = false;
+}
+
+fn allowed(allow: &[Prefix], ip: IpAddr) -> bool {
+    let v6 = match ip {
+        IpAddr::V6(v6) => v6,
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+    };
+    allow.iter().any(|p| p.contains(v6))
+}
+
+fn received(slot: &mut Slot, result: i32, ctx: &Context<'_>) {
+    let Some(conn) = &mut slot.conn else { return };
+    match usize::try_from(result) {
+        Ok(n) => conn.received(n, ctx),
+        // ECONNRESET and the like: the requestor is gone (style.md S15).
+        Err(_) => conn.received(0, ctx),
+    }
+}
+
+fn sent(slot: &mut Slot, result: i32, now_ms: u64) {
+    match usize::try_from(result) {
+        Ok(n) => {
+            slot.send_off += n;
+            if n > 0 {
+                slot.progress_ms = now_ms;
+            }
+        }
+        // EPIPE, ECONNRESET: close quietly (S-63).
+        Err(_) => {
+            slot.send_off = slot.send_len;
+            if let Some(conn) = &mut slot.conn {
+                conn.abort(CloseReason::SendFailed);
+            }
+        }
+    }
+}
+
+/// Close a slot whose connection is done and has nothing in flight; true when freed.
+fn finish(
+    slot: &mut Slot,
+    policy: &Policy,
+    now_ms: u64,
+    config: &NetConfig,
+    shared: &Shared,
+) -> bool {
+    let Some(conn) = &mut slot.conn else {
+        return false;
+    };
+    conn.check_timeout(policy, now_ms);
+    let blocked =
+        slot.send_off < slot.send_len && now_ms >= slot.progress_ms + config.send_timeout_ms;
+    if blocked && conn.closed().is_none() {
+        // S-61, S-62: the requestor stopped draining.
+        shared.evicted.fetch_add(1, Ordering::Relaxed);
+        conn.abort(CloseReason::SendTimeout);
+        slot.send_off = slot.send_len;
+    }
+    let done = conn.closed().is_some() && slot.send_off == slot.send_len;
+    if !done {
+        return false;
+    }
+    if !slot.shut {
+        // Ends a receive in flight; the fd is closed once nothing is in flight (rule 2).
+        // SAFETY: shutdown(2) on a descriptor this slot owns.
+        unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
+        slot.shut = true;
+    }
+    if slot.recv_busy || slot.send_busy {
+        return false;
+    }
+    // SAFETY: nothing is in flight on this descriptor and the slot owns it.
+    drop(unsafe { OwnedFd::from_raw_fd(slot.fd) });
+    slot.fd = -1;
+    slot.conn = None;
+    shared.open.fetch_sub(1, Ordering::AcqRel);
+    true
+}
+
+/// A listening socket for `addr` with SO_REUSEPORT, so that every worker has its own.
+pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,254 @@
+//! The `lqd` binary serving leasequery over TCP on loopback (issue 5, first tests):
+//!
+//! 1. lqd starts on a Kea journal with Active Leasequery enabled over plain TCP.
+//! 2. A Bulk query for all bindings (D-3) gets REPLY, DATA, DONE with every client.
+//! 3. An Active query gets its REPLY; rows appended to the journal arrive as DATA within
+//!    the test's deadline (S-50).
+//! 4. SIGTERM ends the Active query with DONE QueryTerminated and LQ_BASE_TIME, then the
+//!    connection closes (S-59), and lqd exits 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lqd::wire::build::{framed, write_query, LqQueryOut, QueryMessage, QueryOut};
+use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode, StatusCode, Xid};
+
+const HEADER: &str = "address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,\
+iaid,prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_source";
+const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+
+fn row(n: u32) -> String {
+    let duid = format!("00:03:00:01:02:00:00:00:00:{n:02x}");
+    // Expires in 2036: live whatever the test machine's clock says.
+    format!("2001:db8:1::{n:x},{duid},4000,2100000000,1,3000,0,1,128,0,0,,,0,,1,0\n")
+}
+
+struct Lqd {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Lqd {
+    fn start(dir: &Path, port: u16) -> Self {
+        let config = dir.join("lqd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
+                 segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
+                 [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
+                 [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\nconnections_max = 20\n\
+                 active_enabled = true\ninsecure_allowed = true\n\
+                 server_duid = \"00030001001122334455\"\n\
+                 [[links]]\nsubnet_id = 1\nprefix = \"2001:db8:1::/64\"\n",
+                data = dir.join("data").display(),
+                journal = dir.join("kea-leases6.csv").display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lqd"))
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lqd starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let lqd = Self { child, lines };
+        lqd.wait_for("serving leasequery");
+        lqd.wait_for("loaded Kea lease snapshot");
+        // The shard threads apply the snapshot's rows from their queues.
+        std::thread::sleep(Duration::from_millis(300));
+        lqd
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("lqd never logged {text:?}");
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "lqd did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lqd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn send_query(stream: &mut TcpStream, msg_type: MessageType, xid: u32, lq: Option<LqQueryOut<'_>>) {
+    let mut buf = [0u8; 256];
+    let n = framed(&mut buf, |w| {
+        write_query(
+            w,
+            &QueryMessage {
+                msg_type,
+                xid: Xid::new(xid).unwrap(),
+                client_id: &REQUESTOR,
+                lq_query: lq,
+                oro: &[OptionCode::LqBaseTime],
+                start_time: None,
+                end_time: None,
+            },
+        )
+    })
+    .unwrap();
+    stream.write_all(&buf[..n]).expect("send query");
+}
+
+/// Read frames until `done` says stop or the deadline passes.
+fn read_until(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    mut done: impl FnMut(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut frames = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while !done(&frames) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; got {} frames",
+            frames.len()
+        );
+        match stream.read(decoder.spare()) {
+            Ok(0) => break,
+            Ok(n) => {
+                decoder.commit(n);
+                while let Some(frame) = decoder.next_frame().unwrap() {
+                    frames.push(frame.to_vec());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    frames
+}
+
+fn kind(frame: &[u8]) -> (MessageType, Option<StatusCode>, bool) {
+    let m = Message::parse(frame).unwrap();
+    let status = match m.options.find(OptionCode::StatusCode) {
+        Some(Opt::Status(s)) => Some(s.code),
+        _ => None,
+    };
+    let base_time = m.options.find(OptionCode::LqBaseTime).is_some();
+    (m.msg_type, status, base_time)
+}
+
+#[test]
+fn bulk_active_and_shutdown_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kea-leases6.csv");
+    std::fs::write(
+        &journal,
+        format!("{HEADER}\n{}{}{}", row(1), row(2), row(3)),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut lqd = Lqd::start(dir.path(), port);
+
+    // Bulk: all bindings (D-3).
+    let mut bulk = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let all = LqQueryOut {
+        query: QueryOut::LinkAddress,
+        link_address: "::".parse().unwrap(),
+        oro: &[],
+    };
+    send_query(&mut bulk, MessageType::Leasequery, 1, Some(all));
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    let frames = read_until(&mut bulk, &mut decoder, |f| {
+        f.last()
+            .is_some_and(|l| kind(l).0 == MessageType::LeasequeryDone)
+    });
+    let kinds: Vec<MessageType> = frames.iter().map(|f| kind(f).0).collect();
+    assert_eq!(
+        kinds,
+        [
+            MessageType::LeasequeryReply,
+            MessageType::LeasequeryData,
+            MessageType::LeasequeryData,
+            MessageType::LeasequeryDone
+        ]
+    );
+
+    // Active: REPLY, then a DATA per appended row.
+    let mut active = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    send_query(&mut active, MessageType::ActiveLeasequery, 2, None);
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    let reply = read_until(&mut active, &mut decoder, |f| !f.is_empty());
+    assert_eq!(kind(&reply[0]), (MessageType::LeasequeryReply, None, true));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap();
+    file.write_all((row(4) + &row(5)).as_bytes()).unwrap();
+    let data = read_until(&mut active, &mut decoder, |f| f.len() >= 2);
+    assert!(data
+        .iter()
+        .all(|f| kind(f) == (MessageType::LeasequeryData, None, true)));
+
+    // Shutdown: DONE QueryTerminated with BASE_TIME, then end of stream (S-59).
+    let status = lqd.terminate();
+    let rest = read_until(&mut active, &mut decoder, |f| {
+        f.last()
+            .is_some_and(|l| kind(l).0 == MessageType::LeasequeryDone)
+    });
+    assert_eq!(
+        kind(rest.last().unwrap()),
+        (
+            MessageType::LeasequeryDone,
+            Some(StatusCode::QueryTerminated),
+            true
+        )
+    );
+    let mut tail = [0u8; 16];
+    active
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(active.read(&mut tail).unwrap_or(0), 0, "closed after DONE");
+    assert!(status.success(), "lqd exited with {status}");
+}
