@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::ingest::links::{parse_prefix, Links};
 use crate::ingest::pipeline::IngestConfig;
 use crate::net::worker::NetConfig;
-use crate::server::connection::Policy;
+use crate::server::connection::{Permitted, Policy};
 use crate::store::model::{DuidBuf, Prefix};
 use crate::store::table::TableLimits;
 use crate::store::{LogConfig, ShardConfig};
@@ -141,6 +141,11 @@ pub struct ServerSection {
     /// Requestor prefixes allowed to connect (S-9); empty = every source. IPv4 sources
     /// match as IPv4-mapped addresses (`::ffff:0:0/96`).
     pub allow: Vec<String>,
+    /// Connections one source address may hold at once; 0 = no per-source cap (S-11).
+    pub connections_per_source_max: usize,
+    /// Query types per requestor prefix (S-9, S-27); the longest matching prefix decides,
+    /// a requestor matching none may use every type.
+    pub requestors: Vec<RequestorEntry>,
     /// Queries one connection may make (S-12).
     pub queries_per_connection: u32,
     /// ACTIVE_LQ_SEND_TIMEOUT, seconds (S-61).
@@ -170,6 +175,8 @@ impl Default for ServerSection {
             active_enabled: false,
             insecure_allowed: false,
             allow: Vec::new(),
+            connections_per_source_max: 0,
+            requestors: Vec::new(),
             queries_per_connection: 16,
             active_send_timeout_s: 120,
             active_idle_timeout_s: 60,
@@ -181,6 +188,17 @@ impl Default for ServerSection {
             tick_ms: 5,
         }
     }
+}
+
+/// One `[[server.requestors]]` entry.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestorEntry {
+    /// Source prefix ("2001:db8::/32", "192.0.2.0/24", or an address).
+    pub prefix: String,
+    /// Permitted queries: "address", "client-id", "relay-id", "link-address",
+    /// "remote-id", "active". Others get NotAllowed.
+    pub permitted: Vec<String>,
 }
 
 /// One `[[links]]` entry.
@@ -326,6 +344,29 @@ struct ServerLimits {
 }
 
 impl ServerSection {
+    /// S-65: timers below the RFC defaults are allowed but logged; zero is refused.
+    fn timer_warnings(&self) -> Result<Vec<String>, ConfigError> {
+        let err = |what: String| ConfigError(format!("server: {what}"));
+        let mut warnings = Vec::new();
+        let timers = [
+            ("active_send_timeout_s", self.active_send_timeout_s, 120),
+            ("active_idle_timeout_s", self.active_idle_timeout_s, 60),
+            ("bulk_data_timeout_s", self.bulk_data_timeout_s, 300),
+        ];
+        for (name, value, default) in timers {
+            if value == 0 {
+                return Err(err(format!("{name} must be at least 1")));
+            }
+            if value < default {
+                warnings.push(format!(
+                    "server.{name} = {value} is below the RFC default {default}; \
+                     RFC 7653 §6.4 says smaller values SHOULD NOT be used (S-65)"
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     fn validate(&self, shards: u32) -> Result<ServerLimits, ConfigError> {
         let err = |what: String| ConfigError(format!("server: {what}"));
         let listen: SocketAddr = self
@@ -354,24 +395,14 @@ impl ServerSection {
             .iter()
             .map(|p| parse_allow(p).map_err(&err))
             .collect::<Result<_, _>>()?;
-        let mut warnings = Vec::new();
-        let timers = [
-            ("active_send_timeout_s", self.active_send_timeout_s, 120),
-            ("active_idle_timeout_s", self.active_idle_timeout_s, 60),
-            ("bulk_data_timeout_s", self.bulk_data_timeout_s, 300),
-        ];
-        for (name, value, default) in timers {
-            if value == 0 {
-                return Err(err(format!("{name} must be at least 1")));
-            }
-            if value < default {
-                warnings.push(format!(
-                    "server.{name} = {value} is below the RFC default {default}; \
-                     RFC 7653 §6.4 says smaller values SHOULD NOT be used (S-65)"
-                ));
-            }
-        }
+        let warnings = self.timer_warnings()?;
         let server_duid = server_duid(&self.server_duid).map_err(err)?;
+        let requestors = self
+            .requestors
+            .iter()
+            .map(|r| Ok((parse_allow(&r.prefix)?, permitted(&r.permitted)?)))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(err)?;
         let policy = Policy {
             server_duid,
             active_enabled: self.active_enabled,
@@ -389,6 +420,8 @@ impl ServerSection {
             send_timeout_ms: self.active_send_timeout_s * 1000,
             allow,
             socket_send_buffer: self.socket_send_buffer,
+            requestors,
+            per_source_max: self.connections_per_source_max,
         };
         Ok(ServerLimits {
             workers,
@@ -397,6 +430,23 @@ impl ServerSection {
             warnings,
         })
     }
+}
+
+/// The permitted set named by a requestor entry.
+fn permitted(names: &[String]) -> Result<Permitted, String> {
+    let mut bits = 0u8;
+    for name in names {
+        bits |= match name.as_str() {
+            "address" => 1 << 1,
+            "client-id" => 1 << 2,
+            "relay-id" => 1 << 3,
+            "link-address" => 1 << 4,
+            "remote-id" => 1 << 5,
+            "active" => Permitted::ACTIVE,
+            other => return Err(format!("requestors: unknown query kind {other:?}")),
+        };
+    }
+    Ok(Permitted(bits))
 }
 
 /// An allow-list entry: an IPv6 prefix, or an IPv4 prefix as IPv4-mapped IPv6.
@@ -545,6 +595,42 @@ mod tests {
         );
         assert!(limits.to_string().contains("shards 4"));
         assert_eq!(Config::default().validate(3).unwrap().shards, 3);
+    }
+
+    #[test]
+    fn requestor_permissions_and_allow_lists_parse() {
+        let config: Config = toml::from_str(
+            r#"
+            [server]
+            server_duid = "0003000100aabbccddee"
+            allow = ["127.0.0.0/8", "::1", "2001:db8::/32"]
+            [[server.requestors]]
+            prefix = "127.0.0.2"
+            permitted = ["address", "active"]
+            "#,
+        )
+        .unwrap();
+        let limits = config.validate(1).unwrap();
+        assert_eq!(limits.net.allow.len(), 3);
+        assert_eq!(limits.net.allow[0].len, 104, "IPv4 /8 as IPv4-mapped /104");
+        assert_eq!(limits.net.allow[1].len, 128);
+        assert_eq!(
+            limits.net.requestors[0].1,
+            Permitted(1 << 1 | Permitted::ACTIVE)
+        );
+        let bad: Config =
+            toml::from_str("[[server.requestors]]\nprefix = \"::1\"\npermitted = [\"bulk\"]\n")
+                .unwrap();
+        assert!(bad
+            .validate(1)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown query kind"));
+        let slow: Config = toml::from_str(
+            "[server]\nactive_idle_timeout_s = 5\nserver_duid = \"0003000100aabbccddee\"\n",
+        )
+        .unwrap();
+        assert!(slow.validate(1).unwrap().warnings[0].contains("S-65"));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct NetConfig {
     pub allow: Vec<Prefix>,
     /// `SO_SNDBUF` per connection (style.md T21).
     pub socket_send_buffer: usize,
+    /// Permitted query types by source prefix; the longest match decides (S-9, S-27).
+    pub requestors: Vec<(Prefix, Permitted)>,
+    /// Connections per source address; 0 = no cap (S-11).
+    pub per_source_max: usize,
 }
 
 /// State shared by all workers: the global connection cap (S-8) and counters.
@@ -58,6 +62,44 @@ pub struct Shared {
     pub refused: AtomicU64,
     /// Connections closed after a blocked send (S-61).
     pub evicted: AtomicU64,
+    /// Open connections per source address (for `per_source_max`; touched on accept and
+    /// close only).
+    pub per_source: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// Count a connection from `ip`, unless that source is at its cap.
+    fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let mut map = self
+            .per_source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(ip).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr, max: usize) {
+        if max == 0 {
+            return;
+        }
+        let mut map = self
+            .per_source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 const KIND_ACCEPT: u64 = 1;
@@ -89,6 +131,8 @@ struct Slot {
     /// Monotonic ms of the last send progress (or of becoming idle).
     progress_ms: u64,
     shut: bool,
+    /// The requestor's address.
+    peer: Option<IpAddr>,
 }
 
 /// Run one worker until `shared.stop` is set and its connections are done.
@@ -279,6 +323,7 @@ impl Slot {
             send_busy: false,
             progress_ms: 0,
             shut: false,
+            peer: None,
         }
     }
 }
@@ -343,39 +388,67 @@ fn accepted(
     // SAFETY: a successful accept returns a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(result) };
     let socket = socket2::Socket::from(fd);
-    let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
-    let allowed = config.allow.is_empty() || peer.is_some_and(|p| allowed(&config.allow, p.ip()));
+    let peer = socket
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.ip());
+    let allowed = config.allow.is_empty() || peer.is_some_and(|ip| allowed(&config.allow, ip));
     let over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
-    if !allowed || over_cap {
+    let per_source =
+        !over_cap && allowed && peer.is_none_or(|ip| shared.admit(ip, config.per_source_max));
+    let slot_free = !free.is_empty();
+    if !allowed || over_cap || !per_source || !slot_free {
+        if per_source && allowed && !over_cap {
+            if let Some(ip) = peer {
+                shared.release(ip, config.per_source_max);
+            }
+        }
         shared.open.fetch_sub(1, Ordering::AcqRel);
         shared.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(?peer, allowed, over_cap, "connection refused (S-8, S-9)");
+        tracing::debug!(
+            ?peer,
+            allowed,
+            over_cap,
+            per_source,
+            "connection refused (S-8, S-9, S-11)"
+        );
         return; // Dropping the socket closes it at once.
     }
     let _ = socket.set_nodelay(true);
     let _ = socket.set_send_buffer_size(config.socket_send_buffer);
-    let Some(index) = free.pop() else {
-        shared.open.fetch_sub(1, Ordering::AcqRel);
-        shared.refused.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
+    let index = free.pop().expect("checked above");
+    let permitted = peer.map_or(Permitted::ALL, |ip| permitted_for(&config.requestors, ip));
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     let slot = &mut slots[index as usize];
     slot.fd = socket.into_raw_fd();
     slot.generation = slot.generation.wrapping_add(1);
-    slot.conn = Some(Connection::new(policy, Permitted::ALL, now_ms));
+    slot.conn = Some(Connection::new(policy, permitted, now_ms));
+    slot.peer = peer;
     slot.send_len = 0;
     slot.send_off = 0;
     slot.progress_ms = now_ms;
     slot.shut = false;
 }
 
-fn allowed(allow: &[Prefix], ip: IpAddr) -> bool {
-    let v6 = match ip {
+fn mapped(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
         IpAddr::V6(v6) => v6,
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-    };
-    allow.iter().any(|p| p.contains(v6))
+    }
+}
+
+fn allowed(allow: &[Prefix], ip: IpAddr) -> bool {
+    allow.iter().any(|p| p.contains(mapped(ip)))
+}
+
+/// The query types of the longest requestor prefix containing `ip`; every type when none.
+fn permitted_for(requestors: &[(Prefix, Permitted)], ip: IpAddr) -> Permitted {
+    requestors
+        .iter()
+        .filter(|(p, _)| p.contains(mapped(ip)))
+        .max_by_key(|(p, _)| p.len)
+        .map_or(Permitted::ALL, |&(_, permitted)| permitted)
 }
 
 fn received(slot: &mut Slot, result: i32, ctx: &Context<'_>) {
@@ -442,6 +515,9 @@ fn finish(
     drop(unsafe { OwnedFd::from_raw_fd(slot.fd) });
     slot.fd = -1;
     slot.conn = None;
+    if let Some(ip) = slot.peer.take() {
+        shared.release(ip, config.per_source_max);
+    }
     shared.open.fetch_sub(1, Ordering::AcqRel);
     true
 }
