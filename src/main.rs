@@ -16,6 +16,7 @@ use lqd::config::{Config, Limits};
 use lqd::ingest::pipeline::{self, Recovered};
 use lqd::ingest::tailer::Position;
 use lqd::net::worker::Shared;
+use lqd::net::Doorbells;
 use lqd::store::Shard;
 
 #[derive(Parser)]
@@ -99,9 +100,11 @@ fn spawn_workers(
     links: &lqd::ingest::links::Links,
     shared: &Arc<Shared>,
     stop: &Arc<AtomicBool>,
+    doorbells: &Arc<Doorbells>,
 ) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<()>>>> {
     let mut workers = Vec::with_capacity(limits.workers);
     for i in 0..limits.workers {
+        let doorbell = doorbells.fd(i);
         let listener = lqd::net::worker::listener(limits.net.listen, 1024)
             .with_context(|| format!("listening on {}", limits.net.listen))?;
         let (policy, net, readers, links) = (
@@ -126,8 +129,15 @@ fn spawn_workers(
                             .store(true, std::sync::atomic::Ordering::Release);
                     })
                 };
-                let result =
-                    lqd::net::worker::run(listener, &policy, &readers, &links, &net, &shared);
+                let result = lqd::net::worker::run(
+                    listener,
+                    Some(doorbell),
+                    &policy,
+                    &readers,
+                    &links,
+                    &net,
+                    &shared,
+                );
                 let _ = watcher.join();
                 result
             })?;
@@ -142,6 +152,7 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
     let mut checkpoints = Vec::new();
     let mut queues = Vec::new();
     let mut consumers = Vec::new();
+    let doorbells = Arc::new(Doorbells::new(limits.workers)?);
     let mut readers = Vec::new();
     for (i, config) in limits.shard.iter().enumerate() {
         let (shard, checkpoint, found) = Shard::open(config.clone(), now)
@@ -161,7 +172,10 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         consumers.push(
             thread::Builder::new()
                 .name(format!("lqd-shard-{i}"))
-                .spawn(move || pipeline::consume(shard, rx))?,
+                .spawn({
+                    let doorbells = Arc::clone(&doorbells);
+                    move || pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
+                })?,
         );
     }
     // Resume where every shard has its records: the lowest checkpoint (rows after it are
@@ -183,7 +197,7 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
         signal_hook::flag::register(signal, Arc::clone(&net_stop))?;
     }
-    let workers = spawn_workers(limits, &readers, &links, &shared, &net_stop)?;
+    let workers = spawn_workers(limits, &readers, &links, &shared, &net_stop, &doorbells)?;
     tracing::info!(listen = %limits.net.listen, workers = workers.len(), "serving leasequery");
     let stats = pipeline::run(&limits.ingest, links, queues, recovered, &stop)?;
     tracing::info!(

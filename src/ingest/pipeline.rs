@@ -106,12 +106,21 @@ pub fn drain(shard: &mut Shard, queue: &Receiver<ShardMsg>, now: u32, max: usize
 /// shards over, and tests): drain, expire, age out history once a second, until the queue
 /// closes — which happens when the ingest thread ends, so nothing it sent is lost.
 /// Returns the shard.
-pub fn consume(mut shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
+pub fn consume(shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
+    consume_notifying(shard, queue, &|| {})
+}
+
+/// [`consume`], calling `notify` after each batch that took messages (the network workers'
+/// doorbell, S-50).
+pub fn consume_notifying(mut shard: Shard, queue: Receiver<ShardMsg>, notify: &dyn Fn()) -> Shard {
     let mut last_tick = 0u32;
     loop {
         let now = server_now();
         let (taken, closed) = drain(&mut shard, &queue, now, 1024);
-        shard.expire_due(now, 1024);
+        let expired = shard.expire_due(now, 1024);
+        if taken > 0 || expired > 0 {
+            notify();
+        }
         if now != last_tick {
             last_tick = now;
             if let Err(refused) = shard.tick(now) {
@@ -130,6 +139,7 @@ pub fn consume(mut shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
                 if let Err(refused) = apply(&mut shard, &msg, server_now()) {
                     tracing::debug!(reason = refused.reason(), "queued change refused");
                 }
+                notify();
             }
         }
     }

@@ -36,6 +36,8 @@ pub fn probe() -> io::Result<()> {
         ("RECV", opcode::Recv::CODE),
         ("SEND", opcode::Send::CODE),
         ("TIMEOUT", opcode::Timeout::CODE),
+        ("READ", opcode::Read::CODE),
+        ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
     ];
     for (name, code) in needed {
         if !probe.is_supported(code) {
@@ -45,4 +47,52 @@ pub fn probe() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Wake-ups from the shard threads to the network workers: one eventfd per worker. A shard
+/// thread rings them after appending records, so Active connections see a change at once
+/// instead of at the next tick (S-50). The doorbell only wakes; the records are read from
+/// the logs (style.md S18, T16).
+#[derive(Debug)]
+pub struct Doorbells {
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl Doorbells {
+    /// One eventfd per worker.
+    pub fn new(workers: usize) -> io::Result<Self> {
+        let fds = (0..workers)
+            .map(|_| {
+                // SAFETY: eventfd(2) with no pointers; the result is checked before use.
+                let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: a fresh descriptor that nothing else owns.
+                Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self { fds })
+    }
+
+    /// Wake every worker.
+    pub fn ring(&self) {
+        let one = 1u64.to_ne_bytes();
+        for fd in &self.fds {
+            // SAFETY: an 8-octet write from a live stack buffer to an eventfd we own. A full
+            // counter (EAGAIN) means a wake-up is pending already: nothing is lost.
+            let _ = unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    one.as_ptr().cast(),
+                    one.len(),
+                )
+            };
+        }
+    }
+
+    /// The descriptor of worker `index`.
+    pub fn fd(&self, index: usize) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fds[index])
+    }
 }

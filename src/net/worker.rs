@@ -107,6 +107,7 @@ const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_TICK: u64 = 4;
 const KIND_CANCEL: u64 = 5;
+const KIND_DOORBELL: u64 = 6;
 
 fn user_data(kind: u64, generation: u32, slot: u32) -> u64 {
     kind << 56 | u64::from(generation & 0x00ff_ffff) << 32 | u64::from(slot)
@@ -138,6 +139,7 @@ struct Slot {
 /// Run one worker until `shared.stop` is set and its connections are done.
 pub fn run(
     listener: OwnedFd,
+    doorbell: Option<RawFd>,
     policy: &Policy,
     readers: &[LogReader],
     links: &Links,
@@ -164,6 +166,9 @@ pub fn run(
         accept_busy: false,
         cancel_sent: false,
         tick_busy: false,
+        doorbell,
+        doorbell_busy: false,
+        doorbell_value: Box::new([0; 8]),
         listener,
         config,
         shared,
@@ -213,6 +218,11 @@ struct Worker<'a> {
     accept_busy: bool,
     cancel_sent: bool,
     tick_busy: bool,
+    /// The eventfd shard threads ring after appending records, and its 8-octet read buffer
+    /// (boxed: it belongs to the kernel while the read is in flight).
+    doorbell: Option<RawFd>,
+    doorbell_busy: bool,
+    doorbell_value: Box<[u8; 8]>,
     listener: OwnedFd,
     config: &'a NetConfig,
     shared: &'a Shared,
@@ -251,6 +261,16 @@ impl Worker<'_> {
             push(&mut sq, &timeout)?;
             self.tick_busy = true;
         }
+        if let (Some(fd), false) = (self.doorbell, self.doorbell_busy) {
+            let read = opcode::Read::new(types::Fd(fd), self.doorbell_value.as_mut_ptr(), 8)
+                .build()
+                .user_data(user_data(KIND_DOORBELL, 0, 0));
+            // SAFETY: the boxed 8-octet buffer lives as long as the worker and is not touched
+            // until this read completes (rule 1).
+            unsafe { sq.push(&read) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            self.doorbell_busy = true;
+        }
         for (index, slot) in self.slots.iter_mut().enumerate() {
             arm(&mut sq, slot, index, ctx);
         }
@@ -284,6 +304,8 @@ impl Worker<'_> {
                 }
                 KIND_TICK => self.tick_busy = false,
                 KIND_CANCEL => {}
+                // New records: the next arm() fills every Active connection.
+                KIND_DOORBELL => self.doorbell_busy = false,
                 KIND_RECV | KIND_SEND => {
                     let slot = &mut self.slots[index as usize];
                     assert_eq!(
