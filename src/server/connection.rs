@@ -123,6 +123,8 @@ pub struct Connection {
     closing: Option<CloseReason>,
     /// True once the connection must not be used any more.
     closed: Option<CloseReason>,
+    /// The query being handled, copied out of the decoder (message_size_max octets).
+    query: Box<[u8]>,
 }
 
 /// Most octets of control frames queued at once (a few REPLYs).
@@ -140,6 +142,7 @@ impl Connection {
             control: Vec::with_capacity(CONTROL_MAX),
             closing: None,
             closed: None,
+            query: vec![0; usize::from(policy.message_size_max)].into_boxed_slice(),
         }
     }
 
@@ -203,12 +206,20 @@ impl Connection {
             if matches!(self.running, Running::Bulk(_)) {
                 return;
             }
-            let frame = match self.decoder.next_frame() {
-                Ok(Some(frame)) => frame.to_vec(),
+            // The frame is copied out of the decoder (whose buffer the next receive reuses)
+            // into this connection's query buffer: queries are small and rare, and no
+            // allocation is made.
+            let len = match self.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    self.query[..frame.len()].copy_from_slice(frame);
+                    frame.len()
+                }
                 Ok(None) => return,
                 Err(error) => return self.close_now(CloseReason::Protocol(error.reason())),
             };
-            self.handle_message(&frame, ctx);
+            let query = std::mem::take(&mut self.query);
+            self.handle_message(&query[..len], ctx);
+            self.query = query;
         }
     }
 
