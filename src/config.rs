@@ -414,10 +414,13 @@ impl ServerSection {
         };
         let net = NetConfig {
             listen,
-            slots: self.connections_max.div_ceil(workers).max(1),
+            // SO_REUSEPORT spreads connections at random: any worker may have to hold
+            // every connection under the global cap.
+            slots: self.connections_max,
             send_buffer: self.send_buffer.max(usize::from(self.message_size_max) + 2),
             tick: Duration::from_millis(self.tick_ms.max(1)),
-            send_timeout_ms: self.active_send_timeout_s * 1000,
+            send_timeout_active_ms: self.active_send_timeout_s * 1000,
+            send_timeout_bulk_ms: self.bulk_data_timeout_s * 1000,
             allow,
             socket_send_buffer: self.socket_send_buffer,
             requestors,
@@ -559,7 +562,7 @@ impl fmt::Display for Limits {
             p.insecure_allowed,
             p.queries_max,
             p.idle_timeout_ms,
-            self.net.send_timeout_ms,
+            self.net.send_timeout_active_ms,
             p.query_wait_ms
         )
     }

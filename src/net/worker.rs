@@ -35,8 +35,10 @@ pub struct NetConfig {
     pub send_buffer: usize,
     /// Loop tick: the longest wait before Active connections look for new records.
     pub tick: Duration,
-    /// ACTIVE_LQ_SEND_TIMEOUT / BULK_LQ_DATA_TIMEOUT for a blocked send, ms (S-61, S-62).
-    pub send_timeout_ms: u64,
+    /// ACTIVE_LQ_SEND_TIMEOUT: a blocked send on an Active connection, ms (S-61).
+    pub send_timeout_active_ms: u64,
+    /// BULK_LQ_DATA_TIMEOUT: a blocked send on any other connection, ms (S-62).
+    pub send_timeout_bulk_ms: u64,
     /// Requestor prefixes allowed to connect (S-9); empty = every source.
     pub allow: Vec<Prefix>,
     /// `SO_SNDBUF` per connection (style.md T21).
@@ -245,7 +247,9 @@ impl Worker<'_> {
             push(&mut sq, &cancel.user_data(user_data(KIND_CANCEL, 0, 0)))?;
             self.cancel_sent = true;
         }
-        if !self.accept_busy && !stopping && !self.free.is_empty() {
+        // Always accept, even with every slot taken: an extra connection is then closed at
+        // once (S-8) instead of waiting unseen in the kernel's queue.
+        if !self.accept_busy && !stopping {
             let fd = types::Fd(self.listener.as_raw_fd());
             let accept = opcode::Accept::new(fd, ptr::null_mut(), ptr::null_mut())
                 .flags(libc::SOCK_CLOEXEC)
@@ -483,9 +487,14 @@ fn received(slot: &mut Slot, result: i32, ctx: &Context<'_>) {
 }
 
 fn sent(slot: &mut Slot, result: i32, now_ms: u64) {
+    if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
+        // Evicted or failed meanwhile: what remains is dropped, whatever this send did.
+        slot.send_off = slot.send_len;
+        return;
+    }
     match usize::try_from(result) {
         Ok(n) => {
-            slot.send_off += n;
+            slot.send_off = (slot.send_off + n).min(slot.send_len);
             if n > 0 {
                 slot.progress_ms = now_ms;
             }
@@ -512,8 +521,12 @@ fn finish(
         return false;
     };
     conn.check_timeout(policy, now_ms);
-    let blocked =
-        slot.send_off < slot.send_len && now_ms >= slot.progress_ms + config.send_timeout_ms;
+    let timeout = if conn.is_active() {
+        config.send_timeout_active_ms
+    } else {
+        config.send_timeout_bulk_ms
+    };
+    let blocked = slot.send_off < slot.send_len && now_ms >= slot.progress_ms + timeout;
     if blocked && conn.closed().is_none() {
         // S-61, S-62: the requestor stopped draining.
         shared.evicted.fetch_add(1, Ordering::Relaxed);

@@ -116,7 +116,9 @@ pub struct Connection {
     running: Running,
     permitted: Permitted,
     queries: u32,
-    opened_ms: u64,
+    /// Monotonic ms since which the connection waits for a query (opened, or last query
+    /// ended).
+    waiting_since_ms: u64,
     /// Control frames (refusals) waiting to be sent before anything else.
     control: Vec<u8>,
     /// Close once `control` is sent.
@@ -138,7 +140,7 @@ impl Connection {
             running: Running::None,
             permitted,
             queries: 0,
-            opened_ms: now_ms,
+            waiting_since_ms: now_ms,
             control: Vec::with_capacity(CONTROL_MAX),
             closing: None,
             closed: None,
@@ -172,10 +174,14 @@ impl Connection {
         self.handle_frames(ctx);
     }
 
-    /// S-10: close when no complete query arrived within BULK_LQ_DATA_TIMEOUT.
+    /// S-10: close when no complete query arrived within BULK_LQ_DATA_TIMEOUT of the
+    /// connection opening or of the last query's end.
     pub fn check_timeout(&mut self, policy: &Policy, now_ms: u64) {
-        let waiting = self.queries == 0 && matches!(self.running, Running::None);
-        if waiting && self.closed.is_none() && now_ms >= self.opened_ms + policy.query_wait_ms {
+        let waiting = matches!(self.running, Running::None);
+        if waiting
+            && self.closed.is_none()
+            && now_ms >= self.waiting_since_ms + policy.query_wait_ms
+        {
             self.close_now(CloseReason::QueryTimeout);
         }
     }
@@ -377,6 +383,7 @@ impl Connection {
                 written += n;
                 if progress == bulk::Progress::Done {
                     self.running = Running::None;
+                    self.waiting_since_ms = ctx.now_ms;
                     self.handle_frames(ctx); // Queries that waited (S-12).
                 }
             }
