@@ -164,6 +164,8 @@ pub struct ServerSection {
     pub socket_send_buffer: usize,
     /// Longest wait before Active connections look for new records, ms.
     pub tick_ms: u64,
+    /// Pin network worker i and shard thread i to CPU i (modulo the CPUs present).
+    pub pin_cpus: bool,
 }
 
 impl Default for ServerSection {
@@ -186,6 +188,7 @@ impl Default for ServerSection {
             send_buffer: 256 * 1024,
             socket_send_buffer: 256 * 1024,
             tick_ms: 5,
+            pin_cpus: true,
         }
     }
 }
@@ -248,6 +251,8 @@ pub struct Limits {
     pub net: NetConfig,
     /// Settings below the RFC defaults, to be logged (S-65).
     pub warnings: Vec<String>,
+    /// Pin threads to CPUs.
+    pub pin_cpus: bool,
 }
 
 /// Per-shard share of a total capacity: even share plus 1/8 for imbalance (`shard_of`
@@ -320,6 +325,7 @@ impl Config {
             policy: server.policy,
             net: server.net,
             warnings: server.warnings,
+            pin_cpus: self.server.pin_cpus,
             shards,
             shard,
             ingest: IngestConfig {

@@ -93,6 +93,25 @@ fn check_layout(dir: &Path, limits: &Limits) -> anyhow::Result<()> {
     }
 }
 
+/// Pin the calling thread to CPU `index` modulo the CPUs present; logs the shard/worker ↔
+/// CPU mapping (style.md 1.6: shard id ≠ CPU id).
+fn pin_to_cpu(pin: bool, index: usize) {
+    if !pin {
+        return;
+    }
+    let Some(cores) = core_affinity::get_core_ids().filter(|c| !c.is_empty()) else {
+        tracing::warn!("cannot read the CPU list: threads are not pinned");
+        return;
+    };
+    let core = cores[index % cores.len()];
+    let name = thread::current().name().unwrap_or("lqd").to_owned();
+    if core_affinity::set_for_current(core) {
+        tracing::info!(thread = %name, cpu = core.id, "pinned");
+    } else {
+        tracing::warn!(thread = %name, cpu = core.id, "pinning failed");
+    }
+}
+
 /// Start the network workers, each with its own listening socket (SO_REUSEPORT).
 fn spawn_workers(
     limits: &Limits,
@@ -174,7 +193,11 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
                 .name(format!("lqd-shard-{i}"))
                 .spawn({
                     let doorbells = Arc::clone(&doorbells);
-                    move || pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
+                    let pin = limits.pin_cpus;
+                    move || {
+                        pin_to_cpu(pin, i);
+                        pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
+                    }
                 })?,
         );
     }
