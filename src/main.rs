@@ -165,51 +165,62 @@ fn spawn_workers(
     Ok(workers)
 }
 
-fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()> {
-    let now = pipeline::server_now();
-    let mut recovered = Recovered::default();
+/// The shards, opened and recovered, each with its consumer thread and queue.
+struct Shards {
+    recovered: Recovered,
+    readers: Vec<lqd::store::LogReader>,
+    queues: Vec<crossbeam_channel::Sender<lqd::ingest::ShardMsg>>,
+    consumers: Vec<thread::JoinHandle<Shard>>,
+}
+
+fn open_shards(limits: &Limits, doorbells: &Arc<Doorbells>, now: u32) -> anyhow::Result<Shards> {
+    let mut shards = Shards {
+        recovered: Recovered::default(),
+        readers: Vec::new(),
+        queues: Vec::new(),
+        consumers: Vec::new(),
+    };
     let mut checkpoints = Vec::new();
-    let mut queues = Vec::new();
-    let mut consumers = Vec::new();
-    let doorbells = Arc::new(Doorbells::new(limits.workers)?);
-    let mut readers = Vec::new();
     for (i, config) in limits.shard.iter().enumerate() {
         let (shard, checkpoint, found) = Shard::open(config.clone(), now)
             .with_context(|| format!("opening shard {i} in {}", config.log.dir.display()))?;
-        tracing::info!(
-            shard = i,
-            records = found.records,
-            corrupt = found.corrupt,
-            clients = shard.table().len(),
-            "shard recovered"
-        );
+        let (records, corrupt, clients) = (found.records, found.corrupt, shard.table().len());
+        tracing::info!(shard = i, records, corrupt, clients, "shard recovered");
         checkpoints.push(checkpoint);
-        recovered.owners.push(shard.live_leases(now));
-        readers.push(shard.reader());
+        shards.recovered.owners.push(shard.live_leases(now));
+        shards.readers.push(shard.reader());
         let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity);
-        queues.push(tx);
-        consumers.push(
-            thread::Builder::new()
-                .name(format!("lqd-shard-{i}"))
-                .spawn({
-                    let doorbells = Arc::clone(&doorbells);
-                    let pin = limits.pin_cpus;
-                    move || {
-                        pin_to_cpu(pin, i);
-                        pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
-                    }
-                })?,
-        );
+        shards.queues.push(tx);
+        let doorbells = Arc::clone(doorbells);
+        let pin = limits.pin_cpus;
+        let consumer = thread::Builder::new()
+            .name(format!("lqd-shard-{i}"))
+            .spawn(move || {
+                pin_to_cpu(pin, i);
+                pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
+            })?;
+        shards.consumers.push(consumer);
     }
     // Resume where every shard has its records: the lowest checkpoint (rows after it are
     // re-applied; a shard that has them already finds them unchanged).
     if checkpoints.iter().all(Option::is_some) {
-        recovered.checkpoint = checkpoints
+        shards.recovered.checkpoint = checkpoints
             .into_iter()
             .flatten()
             .min_by_key(|c| c.id)
             .and_then(|c| Position::from_bytes(&c.bytes).map(|p| (c.id, p)));
     }
+    Ok(shards)
+}
+
+fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()> {
+    let doorbells = Arc::new(Doorbells::new(limits.workers)?);
+    let Shards {
+        recovered,
+        readers,
+        queues,
+        consumers,
+    } = open_shards(limits, &doorbells, pipeline::server_now())?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         cap: limits.connections_max,
