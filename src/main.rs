@@ -64,10 +64,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("{limits}\nlinks known: {}", links.len());
         return Ok(());
     }
+    for warning in &limits.warnings {
+        tracing::warn!("{warning}");
+    }
     check_layout(&config.store.data_dir, &limits)?;
-    tracing::warn!(
-        "this build ingests and stores bindings; the TCP leasequery server is not built yet"
-    );
+    lqd::net::probe()?;
+    if limits.policy.active_enabled && !limits.policy.insecure_allowed {
+        tracing::warn!(
+            "active_enabled without insecure_allowed: this build has no TLS, so Active \
+             queries are refused (S-4)"
+        );
+    }
     serve(&limits, links)
 }
 
