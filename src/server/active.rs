@@ -18,6 +18,7 @@
 //! catch-up and live data (D-13). Time comes in as arguments (style.md S11).
 
 use crate::store::model::DuidBuf;
+use crate::store::record::decode_template;
 use crate::store::{Cursor, LogReader, Mode, Next, Shard};
 use crate::wire::build::{framed, write_data, write_done, write_reply, Reply, StatusOut};
 use crate::wire::{EncodeError, StatusCode, Xid};
@@ -249,22 +250,25 @@ impl ActiveSession {
                     if !self.selection.may_match(&record.header) {
                         continue;
                     }
-                    let Some(view) = Shard::view(&record) else {
-                        continue;
-                    };
-                    if !self.selection.matches(&view.binding, now, true) {
-                        continue;
-                    }
                     let change_time = record.header.change_time;
                     let relay = self.selection.relay_data;
-                    let written = write_body(
-                        view.template,
-                        &view.time_fields,
-                        change_time,
-                        now,
-                        relay,
-                        &mut self.body,
-                    );
+                    let (template, fields) = if self.selection.needs_binding() {
+                        let Some(view) = Shard::view(&record) else {
+                            continue;
+                        };
+                        if !self.selection.matches(&view.binding, now, true) {
+                            continue;
+                        }
+                        (view.template, view.time_fields)
+                    } else {
+                        // Every binding: the template is all that is sent (fan-out path).
+                        let Ok(found) = decode_template(record.payload) else {
+                            continue;
+                        };
+                        found
+                    };
+                    let written =
+                        write_body(template, &fields, change_time, now, relay, &mut self.body);
                     if let Ok(len) = written {
                         // Round robin: the next binding comes from the next shard.
                         self.shard = (shard + 1) % self.cursors.len();

@@ -101,6 +101,12 @@ impl Selection {
         active || self.start_time.is_some() || self.end_time.is_some()
     }
 
+    /// True when matching needs the binding decoded; false for every binding on every
+    /// link, where the record's template alone is sent (the fan-out fast path).
+    pub fn needs_binding(&self) -> bool {
+        !(self.key == Key::All && self.link_address.is_unspecified())
+    }
+
     /// Whether a record may match, from its header alone (no decoding).
     pub fn may_match(&self, header: &Header) -> bool {
         if !self.in_window(header.change_time) {

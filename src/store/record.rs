@@ -458,21 +458,68 @@ fn read_relay(r: &mut Reader<'_>) -> Result<RelayInfo, WireError> {
 
 /// Decode a change payload (the octets after the header).
 pub fn decode_change(payload: &[u8], link: u32) -> Result<ChangeView<'_>, WireError> {
-    let f = Field::Option(OptionCode::ClientData);
     let mut r = Reader::new(payload);
     let binding = read_binding(&mut r, link)?;
+    let count = u8::try_from(binding.leases().len()).map_err(|_| payload_error())?;
+    let (template, time_fields) = read_template(&mut r, count)?;
+    Ok(ChangeView {
+        binding,
+        template,
+        time_fields,
+    })
+}
+
+/// Only the CLIENT_DATA template of a change payload and its time fields, without building
+/// the binding: what a live stream for all bindings needs (the fan-out path).
+pub fn decode_template(payload: &[u8]) -> Result<(&[u8], TemplateFields), WireError> {
+    let mut r = Reader::new(payload);
+    let count = skip_binding(&mut r)?;
+    read_template(&mut r, count)
+}
+
+/// Walk over the binding section; returns its lease count.
+fn skip_binding(r: &mut Reader<'_>) -> Result<u8, WireError> {
+    let f = Field::Option(OptionCode::ClientData);
+    let duid_len = usize::from(r.u8(f)?);
+    r.take(duid_len, f)?;
+    if r.u8(f)? != 255 {
+        r.take(16, f)?;
+    }
+    r.take(4, f)?; // cltt
+    let count = r.u8(f)?;
+    r.take(usize::from(count) * (3 + 16 + 12), f)?;
+    if r.u8(f)? != 0 {
+        for _ in 0..2 {
+            let len = usize::from(r.u8(f)?);
+            r.take(len, f)?;
+        }
+        r.take(32, f)?;
+        let len = usize::from(r.u16(f)?);
+        r.take(len, f)?;
+    }
+    Ok(count)
+}
+
+/// The time-field table and the template that follow the binding section.
+fn read_template<'a>(
+    r: &mut Reader<'a>,
+    lease_count: u8,
+) -> Result<(&'a [u8], TemplateFields), WireError> {
+    let f = Field::Option(OptionCode::ClientData);
     let clt_at = r.u16(f)?;
     let relay_at = r.u16(f)?;
     let mut fields = TemplateFields {
         clt_at,
         relay_at,
         lifetimes_at: [0; LEASES_PER_CLIENT_MAX],
-        lease_count: 0,
+        lease_count,
     };
-    for i in 0..binding.leases().len() {
-        fields.lifetimes_at[i] = r.u16(f)?;
+    if usize::from(lease_count) > LEASES_PER_CLIENT_MAX {
+        return Err(payload_error());
     }
-    fields.lease_count = u8::try_from(binding.leases().len()).map_err(|_| payload_error())?;
+    for at in &mut fields.lifetimes_at[..usize::from(lease_count)] {
+        *at = r.u16(f)?;
+    }
     let template_len = usize::from(r.u16(f)?);
     let template = r.take(template_len, f)?;
     if usize::from(clt_at) + 4 > template.len() || usize::from(relay_at) >= template.len().max(1) {
@@ -482,11 +529,7 @@ pub fn decode_change(payload: &[u8], link: u32) -> Result<ChangeView<'_>, WireEr
     if r.rest().iter().any(|&b| b != 0) {
         return Err(payload_error());
     }
-    Ok(ChangeView {
-        binding,
-        template,
-        time_fields: fields,
-    })
+    Ok((template, fields))
 }
 
 /// Decode a checkpoint payload into (id, bytes).
