@@ -34,6 +34,11 @@ struct Lqd {
 
 impl Lqd {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, 20, &[])
+    }
+
+    /// Start lqd with a connection cap, behind `wrapper` (e.g. `prlimit --nofile=…`).
+    fn start_with(dir: &Path, port: u16, connections_max: u32, wrapper: &[&str]) -> Self {
         let config = dir.join("lqd.toml");
         std::fs::write(
             &config,
@@ -41,7 +46,8 @@ impl Lqd {
                 "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
                  segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
                  [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
-                 [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\nconnections_max = 20\n\
+                 [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n\
+                 connections_max = {connections_max}\n\
                  active_enabled = true\ninsecure_allowed = true\n\
                  server_duid = \"00030001001122334455\"\n\
                  [[links]]\nsubnet_id = 1\nprefix = \"2001:db8:1::/64\"\n",
@@ -50,7 +56,13 @@ impl Lqd {
             ),
         )
         .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lqd"))
+        let lqd = env!("CARGO_BIN_EXE_lqd");
+        let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
+            Some((first, rest)) => (first, rest.iter().copied().chain([lqd]).collect()),
+            None => (lqd, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(args)
             .arg("--config")
             .arg(&config)
             .stderr(Stdio::piped())
@@ -251,4 +263,58 @@ fn bulk_active_and_shutdown_over_tcp() {
         .unwrap();
     assert_eq!(active.read(&mut tail).unwrap_or(0), 0, "closed after DONE");
     assert!(status.success(), "lqd exited with {status}");
+}
+
+/// CPU seconds a process has used (utime + stime from /proc/PID/stat).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// style.md T13: out of descriptors, lqd pauses accepting instead of spinning on the
+/// backlog, and serves again once descriptors are free.
+#[test]
+fn out_of_descriptors_does_not_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kea-leases6.csv");
+    std::fs::write(&journal, format!("{HEADER}\n{}", row(1))).unwrap();
+    let port = free_port();
+    // A cap far above what 64 descriptors allow: accept itself runs out (EMFILE).
+    let lqd = Lqd::start_with(dir.path(), port, 1000, &["prlimit", "--nofile=64:64"]);
+    let pid = lqd.child.id();
+    let mut held: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    lqd.wait_for("pausing accepts");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.5,
+        "lqd used {used:.2} s of CPU in 2 s while out of descriptors"
+    );
+    held.clear();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut bulk = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let all = LqQueryOut {
+        query: QueryOut::LinkAddress,
+        link_address: "::".parse().unwrap(),
+        oro: &[],
+    };
+    send_query(&mut bulk, MessageType::Leasequery, 9, Some(all));
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    let frames = read_until(&mut bulk, &mut decoder, |f| !f.is_empty());
+    assert_eq!(
+        kind(&frames[0]).0,
+        MessageType::LeasequeryReply,
+        "serving again"
+    );
 }

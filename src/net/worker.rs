@@ -111,6 +111,9 @@ const KIND_TICK: u64 = 4;
 const KIND_CANCEL: u64 = 5;
 const KIND_DOORBELL: u64 = 6;
 
+/// How long accepting pauses after running out of descriptors or memory.
+const ACCEPT_PAUSE_MS: u64 = 100;
+
 fn user_data(kind: u64, generation: u32, slot: u32) -> u64 {
     kind << 56 | u64::from(generation & 0x00ff_ffff) << 32 | u64::from(slot)
 }
@@ -166,6 +169,8 @@ pub fn run(
         free: (0..slots_max).rev().collect(),
         completions: Vec::with_capacity(usize::try_from(entries * 2).unwrap_or(1024)),
         accept_busy: false,
+        accept_paused_until_ms: 0,
+        accept_warned_ms: None,
         cancel_sent: false,
         tick_busy: false,
         doorbell,
@@ -218,6 +223,10 @@ struct Worker<'a> {
     free: Vec<u32>,
     completions: Vec<(u64, i32)>,
     accept_busy: bool,
+    /// Monotonic ms before which no accept is armed (after EMFILE and the like).
+    accept_paused_until_ms: u64,
+    /// When the last accept failure was logged.
+    accept_warned_ms: Option<u64>,
     cancel_sent: bool,
     tick_busy: bool,
     /// The eventfd shard threads ring after appending records, and its 8-octet read buffer
@@ -249,7 +258,7 @@ impl Worker<'_> {
         }
         // Always accept, even with every slot taken: an extra connection is then closed at
         // once (S-8) instead of waiting unseen in the kernel's queue.
-        if !self.accept_busy && !stopping {
+        if !self.accept_busy && !stopping && ctx.now_ms >= self.accept_paused_until_ms {
             let fd = types::Fd(self.listener.as_raw_fd());
             let accept = opcode::Accept::new(fd, ptr::null_mut(), ptr::null_mut())
                 .flags(libc::SOCK_CLOEXEC)
@@ -281,6 +290,23 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// After an accept that ran out of descriptors or memory: pause accepting for a while
+    /// instead of spinning on the backlog (style.md T13); warn at most once a minute.
+    fn accept_exhausted(&mut self, result: i32, now_ms: u64) -> bool {
+        if !matches!(
+            -result,
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+        ) {
+            return false;
+        }
+        self.accept_paused_until_ms = now_ms + ACCEPT_PAUSE_MS;
+        if self.accept_warned_ms.is_none_or(|t| now_ms >= t + 60_000) {
+            self.accept_warned_ms = Some(now_ms);
+            tracing::warn!(errno = -result, "accept failed: pausing accepts for 100 ms");
+        }
+        true
+    }
+
     /// Copy the completions out, then handle them; then close finished connections.
     fn dispatch(&mut self, ctx: &Context<'_>, policy: &Policy) {
         self.completions.clear();
@@ -295,6 +321,9 @@ impl Worker<'_> {
             match kind {
                 KIND_ACCEPT => {
                     self.accept_busy = false;
+                    if self.accept_exhausted(result, ctx.now_ms) {
+                        continue;
+                    }
                     let (config, shared) = (self.config, self.shared);
                     accepted(
                         result,
@@ -407,8 +436,8 @@ fn accepted(
         return; // Shutting down.
     }
     if result < 0 {
-        // EMFILE/ENFILE and friends: the next iteration tries again (style.md T13).
-        tracing::warn!(errno = -result, "accept failed");
+        // ECONNABORTED and the like: the connection is gone; accept the next one.
+        tracing::debug!(errno = -result, "accept failed");
         return;
     }
     // SAFETY: a successful accept returns a new descriptor that nothing else owns.
