@@ -9,7 +9,7 @@
 
 use crate::store::model::time_at_or_after;
 use crate::store::record::TemplateFields;
-use crate::wire::client_data::rebase_lifetime;
+use crate::wire::client_data::rebase_at;
 
 /// Why a body could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,19 +49,8 @@ pub fn write_body(
     } else {
         0
     };
-    for &at in fields.lifetimes_at() {
-        patch(out, at, |v| rebase_lifetime(v, delta));
-        patch(out, at + 4, |v| rebase_lifetime(v, delta));
-    }
-    patch(out, fields.clt_at, |v| v.saturating_add(delta));
+    rebase_at(out, fields.clt_at, fields.lifetimes_at(), delta);
     Ok(len)
-}
-
-fn patch(body: &mut [u8], at: u16, f: impl FnOnce(u32) -> u32) {
-    let at = usize::from(at);
-    let mut value = [0u8; 4];
-    value.copy_from_slice(&body[at..at + 4]);
-    body[at..at + 4].copy_from_slice(&f(u32::from_be_bytes(value)).to_be_bytes());
 }
 
 #[cfg(test)]

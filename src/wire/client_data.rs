@@ -169,13 +169,18 @@ fn patch_u32(body: &mut [u8], at: u16, f: impl FnOnce(u32) -> u32) {
 /// from the time it was encoded to a later one. `delta` comes from wrapping subtraction of
 /// server times (D-14) and must be below 2^31, i.e. "later", not "earlier".
 pub fn rebase(body: &mut [u8], fields: &TimeFields, delta: u32) {
+    rebase_at(body, fields.clt_at, fields.lifetimes_at(), delta);
+}
+
+/// [`rebase`] with the offsets given directly (the store keeps its own copy of the table).
+pub fn rebase_at(body: &mut [u8], clt_at: u16, lifetimes_at: &[u16], delta: u32) {
     assert!(delta < 1 << 31, "re-basing backwards in time");
-    assert!(usize::from(fields.clt_at) + 4 <= body.len());
-    for &at in fields.lifetimes_at() {
+    assert!(usize::from(clt_at) + 4 <= body.len());
+    for &at in lifetimes_at {
         patch_u32(body, at, |v| rebase_lifetime(v, delta));
         patch_u32(body, at + 4, |v| rebase_lifetime(v, delta));
     }
-    patch_u32(body, fields.clt_at, |v| v.saturating_add(delta));
+    patch_u32(body, clt_at, |v| v.saturating_add(delta));
 }
 
 #[cfg(test)]
