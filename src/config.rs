@@ -421,8 +421,9 @@ impl ServerSection {
         let net = NetConfig {
             listen,
             // SO_REUSEPORT spreads connections at random: any worker may have to hold
-            // every connection under the global cap.
-            slots: self.connections_max,
+            // every connection under the global cap, plus one newcomer admitted while an
+            // idle connection it displaced is still closing (S-11).
+            slots: self.connections_max + 1,
             send_buffer: self.send_buffer.max(usize::from(self.message_size_max) + 2),
             tick: Duration::from_millis(self.tick_ms.max(1)),
             send_timeout_active_ms: self.active_send_timeout_s * 1000,

@@ -34,11 +34,18 @@ struct Lqd {
 
 impl Lqd {
     fn start(dir: &Path, port: u16) -> Self {
-        Self::start_with(dir, port, 20, &[])
+        Self::start_with(dir, port, 20, "workers = 2", &[])
     }
 
-    /// Start lqd with a connection cap, behind `wrapper` (e.g. `prlimit --nofile=…`).
-    fn start_with(dir: &Path, port: u16, connections_max: u32, wrapper: &[&str]) -> Self {
+    /// Start lqd with a connection cap and `extra` `[server]` lines, behind `wrapper` (e.g.
+    /// `prlimit --nofile=…`).
+    fn start_with(
+        dir: &Path,
+        port: u16,
+        connections_max: u32,
+        extra: &str,
+        wrapper: &[&str],
+    ) -> Self {
         let config = dir.join("lqd.toml");
         std::fs::write(
             &config,
@@ -46,8 +53,8 @@ impl Lqd {
                 "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
                  segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
                  [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
-                 [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n\
-                 connections_max = {connections_max}\n\
+                 [server]\nlisten = \"127.0.0.1:{port}\"\n\
+                 connections_max = {connections_max}\n{extra}\n\
                  active_enabled = true\ninsecure_allowed = true\n\
                  server_duid = \"00030001001122334455\"\n\
                  [[links]]\nsubnet_id = 1\nprefix = \"2001:db8:1::/64\"\n",
@@ -287,7 +294,13 @@ fn out_of_descriptors_does_not_spin() {
     std::fs::write(&journal, format!("{HEADER}\n{}", row(1))).unwrap();
     let port = free_port();
     // A cap far above what 64 descriptors allow: accept itself runs out (EMFILE).
-    let lqd = Lqd::start_with(dir.path(), port, 1000, &["prlimit", "--nofile=64:64"]);
+    let lqd = Lqd::start_with(
+        dir.path(),
+        port,
+        1000,
+        "workers = 2",
+        &["prlimit", "--nofile=64:64"],
+    );
     let pid = lqd.child.id();
     let mut held: Vec<TcpStream> = (0..80)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
@@ -317,4 +330,64 @@ fn out_of_descriptors_does_not_spin() {
         MessageType::LeasequeryReply,
         "serving again"
     );
+}
+
+fn bulk_all(stream: &mut TcpStream, xid: u32) -> Vec<Vec<u8>> {
+    let all = LqQueryOut {
+        query: QueryOut::LinkAddress,
+        link_address: "::".parse().unwrap(),
+        oro: &[],
+    };
+    send_query(stream, MessageType::Leasequery, xid, Some(all));
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    read_until(stream, &mut decoder, |f| {
+        f.last()
+            .is_some_and(|l| matches!(kind(l).0, MessageType::LeasequeryDone))
+    })
+}
+
+/// S-11: at the cap, a connection that answered its query and then idled for
+/// ACTIVE_LQ_IDLE_TIMEOUT is closed to admit a new requestor; a fresh one is not.
+#[test]
+fn idle_connection_makes_room_at_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kea-leases6.csv");
+    std::fs::write(&journal, format!("{HEADER}\n{}", row(1))).unwrap();
+    let port = free_port();
+    let lqd = Lqd::start_with(
+        dir.path(),
+        port,
+        2,
+        "active_idle_timeout_s = 1\nworkers = 1",
+        &[],
+    );
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(
+        bulk_all(&mut idle, 1).len(),
+        2,
+        "REPLY with the binding, DONE"
+    );
+    let mut busy = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    send_query(&mut busy, MessageType::ActiveLeasequery, 2, None);
+    // Right away the cap holds: a third connection is closed at once (S-8).
+    let mut early = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(early.read(&mut [0u8; 8]).unwrap_or(0), 0);
+    // After the idle timeout the idle connection makes room.
+    std::thread::sleep(Duration::from_millis(1_300));
+    let mut late = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(
+        bulk_all(&mut late, 3).len(),
+        2,
+        "the new requestor is served"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(
+        idle.read(&mut [0u8; 8]).unwrap_or(0),
+        0,
+        "the idle one was closed"
+    );
+    drop(lqd);
 }

@@ -449,7 +449,12 @@ fn accepted(
         .and_then(|a| a.as_socket())
         .map(|a| a.ip());
     let allowed = config.allow.is_empty() || peer.is_some_and(|ip| allowed(&config.allow, ip));
-    let over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
+    let mut over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
+    if over_cap && allowed && evict_idle(slots, now_ms, policy.idle_timeout_ms) {
+        // S-11: an idle connection of this worker makes room; it is freed once closed.
+        shared.evicted.fetch_add(1, Ordering::Relaxed);
+        over_cap = false;
+    }
     let per_source =
         !over_cap && allowed && peer.is_none_or(|ip| shared.admit(ip, config.per_source_max));
     let slot_free = !free.is_empty();
@@ -484,6 +489,17 @@ fn accepted(
     slot.send_off = 0;
     slot.progress_ms = now_ms;
     slot.shut = false;
+}
+
+/// Close one connection that answered its queries and has only waited since, for at least
+/// ACTIVE_LQ_IDLE_TIMEOUT (S-11); true if one was found.
+fn evict_idle(slots: &mut [Slot], now_ms: u64, idle_ms: u64) -> bool {
+    let idle = slots
+        .iter_mut()
+        .filter_map(|s| s.conn.as_mut())
+        .find(|c| c.idle_after_query(now_ms, idle_ms));
+    idle.map(|conn| conn.abort(CloseReason::IdleAtCap))
+        .is_some()
 }
 
 fn mapped(ip: IpAddr) -> std::net::Ipv6Addr {

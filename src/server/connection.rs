@@ -102,6 +102,8 @@ pub enum CloseReason {
     SendFailed,
     /// lqd is shutting down.
     Shutdown,
+    /// Closed while idle to make room under the connection cap (S-11).
+    IdleAtCap,
 }
 
 enum Running {
@@ -151,6 +153,18 @@ impl Connection {
     /// Why the connection is closed, once it is: the caller closes the socket.
     pub const fn closed(&self) -> Option<CloseReason> {
         self.closed
+    }
+
+    /// True when the connection has answered at least one query and has only waited since,
+    /// for at least `idle_ms`: the one to close when the cap is reached and a new requestor
+    /// arrives (S-11).
+    pub fn idle_after_query(&self, now_ms: u64, idle_ms: u64) -> bool {
+        self.queries > 0
+            && now_ms >= self.waiting_since_ms + idle_ms
+            && matches!(self.running, Running::None)
+            && self.control.is_empty()
+            && self.closing.is_none()
+            && self.closed.is_none()
     }
 
     /// True while an Active query streams on this connection.
