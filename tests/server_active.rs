@@ -257,3 +257,31 @@ fn start_before_the_horizon_is_data_missing_then_real_time() {
     lab.change(7, NOW + 301);
     assert_eq!(drain(&mut session, &lab, NOW + 301, 0).0, [Seen::Data(7)]);
 }
+
+/// S-49: a record stamped a second after the session's clock (the shard thread read the
+/// next second first) is sent with LQ_BASE_TIME = its change time, so BASE_TIME + valid
+/// lifetime is still the lease's expiry.
+#[test]
+fn base_time_follows_a_record_stamped_ahead_of_the_sender() {
+    let mut lab = Lab::new(8);
+    let mut session = lab.session(None, 0);
+    drain(&mut session, &lab, NOW, 0);
+    lab.change(5, NOW + 1); // valid until NOW + 1 + 3600
+    let mut out = [0u8; 512];
+    let (n, _) = session.fill(&lab.readers, &SERVER, NOW, 0, &mut out, 4);
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    decoder.extend(&out[..n]);
+    let frame = decoder.next_frame().unwrap().expect("one DATA").to_vec();
+    let m = Message::parse(&frame).unwrap();
+    assert_eq!(
+        m.options.find(OptionCode::LqBaseTime),
+        Some(Opt::LqBaseTime(NOW + 1))
+    );
+    let Some(Opt::ClientData(inner)) = m.options.find(OptionCode::ClientData) else {
+        panic!()
+    };
+    let Some(Opt::IaAddr(a)) = inner.find(OptionCode::IaAddr) else {
+        panic!()
+    };
+    assert_eq!(a.valid, 3600, "BASE_TIME + valid = NOW + 1 + 3600");
+}

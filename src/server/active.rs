@@ -17,7 +17,7 @@
 //! with DONE QueryTerminated (architecture.md, "Fan-out" 3). The same filter applies to
 //! catch-up and live data (D-13). Time comes in as arguments (style.md S11).
 
-use crate::store::model::DuidBuf;
+use crate::store::model::{time_at_or_after, DuidBuf};
 use crate::store::record::decode_template;
 use crate::store::{Cursor, LogReader, Mode, Next, Shard};
 use crate::wire::build::{framed, write_data, write_done, write_reply, Reply, StatusOut};
@@ -147,8 +147,8 @@ impl ActiveSession {
         while frames < frames_max && !self.ended {
             let wrote = if let Some(&next) = self.pending.first() {
                 self.write_pending(next, server_id, now, &mut out[written..])
-            } else if let Some(len) = self.next_binding(readers, now) {
-                self.write_binding(len, now, &mut out[written..])
+            } else if let Some((len, at)) = self.next_binding(readers, now) {
+                self.write_binding(len, at, &mut out[written..])
             } else {
                 break;
             };
@@ -234,9 +234,12 @@ impl ActiveSession {
         Ok(len)
     }
 
-    /// The next matching record, its body re-based to `now` in `self.body`; `None` when
-    /// every cursor is at the committed end (or the scan budget ran out).
-    fn next_binding(&mut self, readers: &[LogReader], now: u32) -> Option<usize> {
+    /// The next matching record, its body re-based in `self.body`, with the server time the
+    /// body is re-based to: `now`, or the record's change time when the shard thread's clock
+    /// already read the next second (the message's LQ_BASE_TIME must be the time its
+    /// lifetimes count from, S-49). `None` when every cursor is at the committed end (or
+    /// the scan budget ran out).
+    fn next_binding(&mut self, readers: &[LogReader], now: u32) -> Option<(usize, u32)> {
         let mut idle_shards = 0;
         for _ in 0..SCAN_PER_FILL_MAX {
             if idle_shards == self.cursors.len() {
@@ -251,6 +254,11 @@ impl ActiveSession {
                         continue;
                     }
                     let change_time = record.header.change_time;
+                    let at = if time_at_or_after(now, change_time) {
+                        now
+                    } else {
+                        change_time
+                    };
                     let relay = self.selection.relay_data;
                     let (template, fields) = if self.selection.needs_binding() {
                         let Some(view) = Shard::view(&record) else {
@@ -268,11 +276,11 @@ impl ActiveSession {
                         found
                     };
                     let written =
-                        write_body(template, &fields, change_time, now, relay, &mut self.body);
+                        write_body(template, &fields, change_time, at, relay, &mut self.body);
                     if let Ok(len) = written {
                         // Round robin: the next binding comes from the next shard.
                         self.shard = (shard + 1) % self.cursors.len();
-                        return Some(len);
+                        return Some((len, at));
                     }
                 }
                 Next::Again => {}
