@@ -145,6 +145,11 @@ impl Router {
         }
     }
 
+    /// Capacity of the address-owner map: the most leases the store can index.
+    pub const fn owners_max(&self) -> usize {
+        self.owners_max
+    }
+
     /// Counters.
     pub const fn stats(&self) -> &IngestStats {
         &self.stats

@@ -142,10 +142,20 @@ impl KeaSource {
         if !is_live {
             tailer.open_at(file, 0, 0)?;
         }
+        // The snapshot holds at most one row per address or prefix the store can index:
+        // beyond that, rows are refused (counted) rather than grown without bound.
+        let kept_max = router.owners_max();
         loop {
             let mut rejected = Vec::new();
             let n = tailer.poll(self.lines_per_poll, &mut |line| match line {
                 Line::Row { text, header, line } => match parse_row(header, text) {
+                    Ok(row) if last.len() >= kept_max && !last.contains_key(&lease_kind(&row)) => {
+                        rejected.push((
+                            "owners_full",
+                            line,
+                            "snapshot exceeds the lease capacity".into(),
+                        ));
+                    }
                     Ok(row) => {
                         let kept = Kept {
                             text: text.to_owned(),
