@@ -14,7 +14,7 @@
 //! bindings whose last change lies in it are sent (D-11). Work per call is bounded by the
 //! caller's buffer and frame budget and by the cursors' skip bound.
 
-use crate::store::model::{time_at_or_after, Binding, DuidBuf};
+use crate::store::model::{Binding, DuidBuf};
 use crate::store::{Cursor, LogReader, Mode, Next, Shard};
 use crate::wire::build::{framed, write_data, write_done, write_reply, Reply};
 use crate::wire::client_data::{
@@ -216,14 +216,7 @@ fn encode(
         preferred: 0,
         valid: 0,
     }; LEASES_PER_CLIENT_MAX];
-    let mut n = 0;
-    for lease in binding.leases() {
-        let live = lease.is_live(now);
-        if live || include_ended {
-            entries[n] = lease.entry(now);
-            n += 1;
-        }
-    }
+    let n = binding.entries(now, include_ended, &mut entries);
     if n == 0 {
         return None;
     }
@@ -233,11 +226,7 @@ fn encode(
             peer_address: relay.peer_address,
             relay_message: relay.relay_forw.as_slice(),
         });
-    let clt_time = if time_at_or_after(now, binding.cltt) {
-        now.wrapping_sub(binding.cltt)
-    } else {
-        0
-    };
+    let clt_time = binding.clt_time(now);
     let input = ClientDataInput {
         client_id: binding.duid.as_slice(),
         leases: &entries[..n],

@@ -356,8 +356,19 @@ impl Binding {
         before - kept
     }
 
+    /// Seconds from the last contact to `now` (OPTION_CLT_TIME), 0 if `now` is earlier.
+    pub const fn clt_time(&self, now: u32) -> u32 {
+        if time_at_or_after(now, self.cltt) {
+            now.wrapping_sub(self.cltt)
+        } else {
+            0
+        }
+    }
+
     /// Fill `out` with the leases as sent at `now`; returns how many. With
-    /// `include_ended` false, ended leases are left out (Bulk without a time window, D-4).
+    /// `include_ended` false, only live leases are listed: an ended, expired, declined or
+    /// reclaimed lease would be a zero-lifetime entry, which Bulk without a time window
+    /// leaves out (D-4).
     pub fn entries(
         &self,
         now: u32,
@@ -366,7 +377,7 @@ impl Binding {
     ) -> usize {
         let mut n = 0;
         for lease in self.leases() {
-            if include_ended || lease.ended_at == 0 {
+            if include_ended || lease.is_live(now) {
                 out[n] = lease.entry(now);
                 n += 1;
             }
@@ -460,6 +471,41 @@ mod tests {
         assert_eq!(b.prune_ended(200), 1);
         let kinds: Vec<LeaseKind> = b.leases().iter().map(|l| l.kind).collect();
         assert_eq!(kinds, [address(2), address(3)]);
+    }
+
+    #[test]
+    fn bulk_entries_list_only_live_leases_and_clt_counts_from_last_contact() {
+        let mut b = Binding::new(&[0, 3, 0, 1, 2], 1).unwrap();
+        b.cltt = 400;
+        b.upsert(live(address(1))).unwrap(); // valid until 2_000
+        b.upsert(Lease {
+            ended_at: 100,
+            ..live(address(2))
+        })
+        .unwrap();
+        b.upsert(Lease {
+            state: LeaseState::Declined,
+            ..live(address(3))
+        })
+        .unwrap();
+        let mut out = [live(address(0)).entry(0); LEASES_PER_CLIENT_MAX];
+        assert_eq!(
+            b.entries(500, false, &mut out),
+            1,
+            "D-4: only the live lease"
+        );
+        assert_eq!(out[0].kind, address(1));
+        assert_eq!(
+            b.entries(2_000, false, &mut out),
+            0,
+            "expired on lqd's clock"
+        );
+        assert_eq!(
+            b.entries(500, true, &mut out),
+            3,
+            "streams list every lease"
+        );
+        assert_eq!((b.clt_time(500), b.clt_time(300)), (100, 0));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use core::net::Ipv6Addr;
 
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::model::{time_at_or_after, Binding, InlineBytes, Lease, LeaseState, Prefix, RelayInfo};
+use super::model::{Binding, InlineBytes, Lease, LeaseState, Prefix, RelayInfo};
 use crate::wire::client_data::{
     write_client_data, ClientDataInput, LeaseEntry, LeaseKind, RelayDataInput, TimeFields,
     LEASES_PER_CLIENT_MAX,
@@ -208,11 +208,7 @@ fn put_template(w: &mut Writer<'_>, b: &Binding, now: u32) -> Result<(), EncodeE
     let input = ClientDataInput {
         client_id: b.duid.as_slice(),
         leases: &entries[..n],
-        clt_time: if time_at_or_after(now, b.cltt) {
-            now.wrapping_sub(b.cltt)
-        } else {
-            0
-        },
+        clt_time: b.clt_time(now),
         relay_data,
     };
     // The table precedes the template; encode the template after a placeholder table.
