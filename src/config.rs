@@ -162,6 +162,8 @@ pub struct ServerSection {
     pub send_buffer: usize,
     /// `SO_SNDBUF` per connection, octets (tuning/README.md, T21).
     pub socket_send_buffer: usize,
+    /// Shared LEASEQUERY-DATA bodies per worker, octets (architecture.md, "Fan-out" 2).
+    pub shared_bodies: usize,
     /// Longest wait before Active connections look for new records, ms.
     pub tick_ms: u64,
     /// Pin network worker i and shard thread i to CPU i (modulo the CPUs present).
@@ -187,6 +189,7 @@ impl Default for ServerSection {
             server_duid: String::new(),
             send_buffer: 256 * 1024,
             socket_send_buffer: 256 * 1024,
+            shared_bodies: 4 << 20,
             tick_ms: 5,
             pin_cpus: true,
         }
@@ -424,7 +427,12 @@ impl ServerSection {
             // every connection under the global cap, plus one newcomer admitted while an
             // idle connection it displaced is still closing (S-11).
             slots: self.connections_max + 1,
-            send_buffer: self.send_buffer.max(usize::from(self.message_size_max) + 2),
+            // Room for a whole query's answer frame and for a batch of at least two
+            // LEASEQUERY-DATA of the largest body.
+            send_buffer: self
+                .send_buffer
+                .max(usize::from(self.message_size_max) + 2)
+                .max(2 * crate::server::out::DATA_FRAME_MAX),
             tick: Duration::from_millis(self.tick_ms.max(1)),
             send_timeout_active_ms: self.active_send_timeout_s * 1000,
             send_timeout_bulk_ms: self.bulk_data_timeout_s * 1000,
@@ -432,6 +440,7 @@ impl ServerSection {
             socket_send_buffer: self.socket_send_buffer,
             requestors,
             per_source_max: self.connections_per_source_max,
+            shared_bodies: self.shared_bodies.max(crate::server::out::BODY_MAX),
         };
         Ok(ServerLimits {
             workers,

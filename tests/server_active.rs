@@ -6,6 +6,7 @@ mod store_common;
 use std::net::Ipv6Addr;
 
 use lqd::server::active::{ActiveSession, Progress};
+use lqd::server::out::{Batch, Bodies, Part, DATA_FRAME_MAX};
 use lqd::server::select::Selection;
 use lqd::store::model::{Lease, LeaseState, RelayInfo};
 use lqd::store::{LeaseUpdate, LogReader, Shard};
@@ -118,14 +119,48 @@ enum Seen {
     Done(StatusCode),
 }
 
+/// A connection's batch buffers and a worker's shared bodies, small enough that a session
+/// needs several batches (at most three DATA each).
+struct Out {
+    own: Vec<u8>,
+    parts: Vec<Part>,
+    bodies: Bodies,
+}
+
+impl Out {
+    fn new() -> Self {
+        Self {
+            own: vec![0; 3 * DATA_FRAME_MAX],
+            parts: vec![Part::default(); 6],
+            bodies: Bodies::new(64 * 1024),
+        }
+    }
+
+    /// One batch, as the octets a socket would carry.
+    fn fill(
+        &mut self,
+        session: &mut ActiveSession,
+        lab: &Lab,
+        now: u32,
+        now_ms: u64,
+    ) -> (Vec<u8>, Progress) {
+        self.bodies.may_reset(now);
+        let mut batch = Batch::new(&mut self.own, &mut self.parts, &mut self.bodies);
+        let progress = session.fill(&lab.readers, &SERVER, now, now_ms, &mut batch);
+        let mut bytes = vec![0; batch.len()];
+        assert_eq!(batch.gather(&mut bytes), batch.len());
+        (bytes, progress)
+    }
+}
+
 /// Fill until idle; decode the frames.
 fn drain(session: &mut ActiveSession, lab: &Lab, now: u32, now_ms: u64) -> (Vec<Seen>, Progress) {
     let mut wire = Vec::new();
-    let mut chunk = [0u8; 512];
     let mut last = Progress::More;
+    let mut out = Out::new();
     for _ in 0..10_000 {
-        let (n, progress) = session.fill(&lab.readers, &SERVER, now, now_ms, &mut chunk, 3);
-        wire.extend_from_slice(&chunk[..n]);
+        let (bytes, progress) = out.fill(session, lab, now, now_ms);
+        wire.extend_from_slice(&bytes);
         last = progress;
         if progress != Progress::More {
             break;
@@ -267,10 +302,9 @@ fn base_time_follows_a_record_stamped_ahead_of_the_sender() {
     let mut session = lab.session(None, 0);
     drain(&mut session, &lab, NOW, 0);
     lab.change(5, NOW + 1); // valid until NOW + 1 + 3600
-    let mut out = [0u8; 512];
-    let (n, _) = session.fill(&lab.readers, &SERVER, NOW, 0, &mut out, 4);
+    let (bytes, _) = Out::new().fill(&mut session, &lab, NOW, 0);
     let mut decoder = FrameDecoder::new(u16::MAX);
-    decoder.extend(&out[..n]);
+    decoder.extend(&bytes);
     let frame = decoder.next_frame().unwrap().expect("one DATA").to_vec();
     let m = Message::parse(&frame).unwrap();
     assert_eq!(

@@ -8,6 +8,7 @@ use std::net::Ipv6Addr;
 
 use lqd::ingest::links::Links;
 use lqd::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
+use lqd::server::out::{Batch, Bodies, Part, DATA_FRAME_MAX};
 use lqd::store::model::{DuidBuf, Prefix, RelayInfo};
 use lqd::store::{LogReader, Shard};
 use lqd::wire::build::{framed, write_query, write_starttls, LqQueryOut, QueryMessage, QueryOut};
@@ -85,13 +86,19 @@ impl Lab {
 
     fn collect(&self, conn: &mut Connection) -> Vec<Vec<u8>> {
         let mut wire = Vec::new();
-        let mut out = [0u8; 1024];
+        let mut own = vec![0u8; 2 * DATA_FRAME_MAX];
+        let mut parts = vec![Part::default(); 8];
+        let mut bodies = Bodies::new(64 * 1024);
         for _ in 0..100 {
-            let n = conn.transmit(&self.ctx(0), &mut out, 8);
-            if n == 0 {
+            bodies.may_reset(0);
+            let mut batch = Batch::new(&mut own, &mut parts, &mut bodies);
+            conn.transmit(&self.ctx(0), &mut batch);
+            if batch.is_empty() {
                 break;
             }
-            wire.extend_from_slice(&out[..n]);
+            let mut bytes = vec![0; batch.len()];
+            assert_eq!(batch.gather(&mut bytes), batch.len());
+            wire.extend_from_slice(&bytes);
         }
         let mut decoder = FrameDecoder::new(u16::MAX);
         assert_eq!(decoder.extend(&wire), wire.len());

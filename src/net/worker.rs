@@ -2,14 +2,21 @@
 //! fixed-capacity connection slots, each driving a sans-IO [`Connection`].
 //!
 //! Every loop iteration: arm what is missing (an accept, a receive per connection, a send
-//! per connection with something to say, the tick timeout), submit and wait for at least
-//! one completion, copy the completions out, dispatch them. A connection's outgoing
-//! frames are built straight into its send buffer by `Connection::transmit` — whole
-//! frames, one `send` per connection per iteration.
+//! per connection with something to say, the tick timeout, the doorbell read), submit and
+//! wait for at least one completion, copy the completions out, dispatch them.
 //!
-//! Not yet here (issue 5): eventfd doorbells from the shard writers (Active connections
-//! see new records at the next tick), shared bodies through `sendmsg` iovecs, SEND_ZC,
-//! CPU pinning.
+//! Sending (architecture.md, "Fan-out" 2): `Connection::transmit` fills a [`Batch`] per
+//! connection — whole frames of its own (control, Bulk) and, for each Active binding, a
+//! small prefix of its own plus the worker's shared body of that record for this second
+//! ([`Bodies`]). A batch that points into the shared arena goes out as one `sendmsg` with
+//! `MSG_DONTWAIT`: io_uring then completes it at once (all, part or EAGAIN) instead of
+//! parking it on the socket, so no send holds the arena while a reader is slow. Whatever
+//! the kernel did not take is copied into the connection's own buffer and sent from there
+//! with an ordinary, waiting `send` (the slow-reader path, which the send timeouts of S-61
+//! and S-62 watch). The arena is emptied only when no `sendmsg` borrows it.
+//!
+//! SEND_ZC is not used: on loopback the kernel copies anyway, and for frames of a few
+//! hundred octets its page pinning and notification costs more than the copy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -21,6 +28,7 @@ use io_uring::{cqueue, opcode, types, IoUring};
 
 use crate::ingest::links::Links;
 use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
+use crate::server::out::{compact, gather, Batch, Bodies, Part};
 use crate::store::model::Prefix;
 use crate::store::LogReader;
 
@@ -47,6 +55,8 @@ pub struct NetConfig {
     pub requestors: Vec<(Prefix, Permitted)>,
     /// Connections per source address; 0 = no cap (S-11).
     pub per_source_max: usize,
+    /// Octets of shared bodies per worker (the arena of [`Bodies`]).
+    pub shared_bodies: usize,
 }
 
 /// State shared by all workers: the global connection cap (S-8) and counters.
@@ -110,6 +120,10 @@ const KIND_SEND: u64 = 3;
 const KIND_TICK: u64 = 4;
 const KIND_CANCEL: u64 = 5;
 const KIND_DOORBELL: u64 = 6;
+const KIND_SENDMSG: u64 = 7;
+
+/// Parts of one batch: a prefix and a body per LEASEQUERY-DATA, plus runs of own frames.
+const PARTS_MAX: usize = 128;
 
 /// How long accepting pauses after running out of descriptors or memory.
 const ACCEPT_PAUSE_MS: u64 = 100;
@@ -129,9 +143,18 @@ struct Slot {
     fd: RawFd,
     generation: u32,
     conn: Option<Connection>,
+    /// The connection's own octets: batch prefixes and frames, or the unsent rest of a
+    /// batch (sent from `send_off` to `send_len` with a plain `send`).
     send: Box<[u8]>,
     send_len: usize,
     send_off: usize,
+    /// The batch of the `sendmsg` in flight (parts, their iovecs, its header): these
+    /// belong to the kernel until its completion.
+    parts: Box<[Part]>,
+    parts_len: usize,
+    batch_len: usize,
+    iov: Box<[libc::iovec]>,
+    msg: Box<libc::msghdr>,
     recv_busy: bool,
     send_busy: bool,
     /// Monotonic ms of the last send progress (or of becoming idle).
@@ -176,6 +199,8 @@ pub fn run(
         doorbell,
         doorbell_busy: false,
         doorbell_value: Box::new([0; 8]),
+        bodies: Bodies::new(config.shared_bodies),
+        scratch: vec![0; config.send_buffer].into_boxed_slice(),
         listener,
         config,
         shared,
@@ -234,6 +259,10 @@ struct Worker<'a> {
     doorbell: Option<RawFd>,
     doorbell_busy: bool,
     doorbell_value: Box<[u8; 8]>,
+    /// Shared bodies of this worker (architecture.md, "Fan-out" 2).
+    bodies: Bodies,
+    /// Where the unsent rest of a batch is assembled before it moves to the slot's buffer.
+    scratch: Box<[u8]>,
     listener: OwnedFd,
     config: &'a NetConfig,
     shared: &'a Shared,
@@ -284,8 +313,9 @@ impl Worker<'_> {
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
             self.doorbell_busy = true;
         }
+        self.bodies.may_reset(ctx.now);
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            arm(&mut sq, slot, index, ctx);
+            arm(&mut sq, slot, index, ctx, &mut self.bodies);
         }
         Ok(())
     }
@@ -339,7 +369,7 @@ impl Worker<'_> {
                 KIND_CANCEL => {}
                 // New records: the next arm() fills every Active connection.
                 KIND_DOORBELL => self.doorbell_busy = false,
-                KIND_RECV | KIND_SEND => {
+                KIND_RECV | KIND_SEND | KIND_SENDMSG => {
                     let slot = &mut self.slots[index as usize];
                     assert_eq!(
                         slot.generation & 0x00ff_ffff,
@@ -349,6 +379,10 @@ impl Worker<'_> {
                     if kind == KIND_RECV {
                         slot.recv_busy = false;
                         received(slot, result, ctx);
+                    } else if kind == KIND_SENDMSG {
+                        slot.send_busy = false;
+                        self.bodies.borrowed -= 1;
+                        sent_batch(slot, result, ctx.now_ms, &self.bodies, &mut self.scratch);
                     } else {
                         slot.send_busy = false;
                         sent(slot, result, ctx.now_ms);
@@ -374,6 +408,19 @@ impl Slot {
             send: vec![0; send_buffer].into_boxed_slice(),
             send_len: 0,
             send_off: 0,
+            parts: vec![Part::default(); PARTS_MAX].into_boxed_slice(),
+            parts_len: 0,
+            batch_len: 0,
+            iov: vec![
+                libc::iovec {
+                    iov_base: ptr::null_mut(),
+                    iov_len: 0
+                };
+                PARTS_MAX
+            ]
+            .into_boxed_slice(),
+            // SAFETY: msghdr is plain data for which all zeroes is a valid (empty) value.
+            msg: Box::new(unsafe { std::mem::zeroed() }),
             recv_busy: false,
             send_busy: false,
             progress_ms: 0,
@@ -384,16 +431,39 @@ impl Slot {
 }
 
 /// Queue a receive and a send for a connection that needs them.
-fn arm(sq: &mut io_uring::SubmissionQueue<'_>, slot: &mut Slot, index: usize, ctx: &Context<'_>) {
-    let Some(conn) = &mut slot.conn else { return };
+fn arm(
+    sq: &mut io_uring::SubmissionQueue<'_>,
+    slot: &mut Slot,
+    index: usize,
+    ctx: &Context<'_>,
+    bodies: &mut Bodies,
+) {
     let index = u32::try_from(index).expect("slots fit u32");
+    let Some(conn) = &mut slot.conn else { return };
     if slot.send_off == slot.send_len && !slot.send_busy {
         slot.send_off = 0;
-        slot.send_len = conn.transmit(ctx, &mut slot.send, 64);
-        if slot.send_len == 0 {
+        slot.send_len = 0;
+        let mut batch = Batch::new(&mut slot.send, &mut slot.parts, bodies);
+        conn.transmit(ctx, &mut batch);
+        let (len, borrows, parts) = (batch.len(), batch.borrows(), batch.parts().len());
+        if len == 0 {
             slot.progress_ms = ctx.now_ms;
+        } else if borrows {
+            slot.parts_len = parts;
+            slot.batch_len = len;
+            if push_batch(sq, slot, index, bodies) {
+                bodies.borrowed += 1;
+            } else {
+                // No room in the submission queue: send the batch from the own buffer.
+                spill(slot, 0, bodies, None);
+            }
+        } else {
+            // Own frames only: one run from the start of the buffer.
+            assert!(parts == 1 && slot.parts[0].start == 0 && slot.parts[0].len() == len);
+            slot.send_len = len;
         }
     }
+    let Some(conn) = &mut slot.conn else { return };
     if !slot.send_busy && slot.send_off < slot.send_len {
         let data = &slot.send[slot.send_off..slot.send_len];
         let len = u32::try_from(data.len()).expect("send buffer below 4 GiB");
@@ -421,6 +491,94 @@ fn arm(sq: &mut io_uring::SubmissionQueue<'_>, slot: &mut Slot, index: usize, ct
             }
         }
     }
+}
+
+/// Queue the slot's batch as one `sendmsg` (`MSG_DONTWAIT`: completed at once, see the
+/// module docs); false when the submission queue is full.
+fn push_batch(
+    sq: &mut io_uring::SubmissionQueue<'_>,
+    slot: &mut Slot,
+    index: u32,
+    bodies: &Bodies,
+) -> bool {
+    let arena = bodies.arena();
+    for (iov, part) in slot.iov.iter_mut().zip(&slot.parts[..slot.parts_len]) {
+        let source: &[u8] = if part.shared { arena } else { &slot.send };
+        let octets = &source[part.start as usize..part.end as usize];
+        *iov = libc::iovec {
+            iov_base: octets.as_ptr().cast_mut().cast(),
+            iov_len: octets.len(),
+        };
+    }
+    slot.msg.msg_iov = slot.iov.as_mut_ptr();
+    slot.msg.msg_iovlen = slot.parts_len;
+    let flags = u32::try_from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).expect("flags");
+    let send = opcode::SendMsg::new(types::Fd(slot.fd), &raw const *slot.msg)
+        .flags(flags)
+        .build()
+        .user_data(user_data(KIND_SENDMSG, slot.generation, index));
+    // SAFETY: the header, the iovecs and the own buffer belong to the slot and the arena to
+    // the worker; none is written or freed until this completion (rule 1: the arena is
+    // emptied only while `Bodies::borrowed` is zero); the fd stays open meanwhile (rule 2).
+    let pushed = unsafe { sq.push(&send) }.is_ok();
+    slot.send_busy = pushed;
+    pushed
+}
+
+/// A batch `sendmsg` completed.
+fn sent_batch(slot: &mut Slot, result: i32, now_ms: u64, bodies: &Bodies, scratch: &mut [u8]) {
+    if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
+        return; // Evicted or failed meanwhile: the rest is dropped.
+    }
+    let taken = match usize::try_from(result) {
+        Ok(n) => n,
+        Err(_) if result == -libc::EAGAIN => 0,
+        // EPIPE, ECONNRESET: close quietly (S-63).
+        Err(_) => {
+            if let Some(conn) = &mut slot.conn {
+                conn.abort(CloseReason::SendFailed);
+            }
+            return;
+        }
+    };
+    if taken > 0 {
+        slot.progress_ms = now_ms;
+    }
+    if taken < slot.batch_len {
+        // The socket is full: the rest waits in the slot's own buffer (the slow path).
+        spill(slot, taken, bodies, Some(scratch));
+    }
+}
+
+/// Move the batch's octets from `taken` on into the slot's own buffer, to be sent with a
+/// plain `send`. The own parts live in that same buffer, so the rest is assembled in
+/// `scratch` first; without scratch (nothing was sent yet and no send is in flight) it is
+/// assembled back to front in place, which never overwrites an own part not yet moved.
+fn spill(slot: &mut Slot, taken: usize, bodies: &Bodies, scratch: Option<&mut [u8]>) {
+    let rest = slot.batch_len - taken;
+    let arena = bodies.arena();
+    match scratch {
+        Some(scratch) => {
+            let at = gather(
+                &slot.parts[..slot.parts_len],
+                &slot.send,
+                arena,
+                taken,
+                scratch,
+            );
+            assert_eq!(at, rest);
+            slot.send[..rest].copy_from_slice(&scratch[..rest]);
+        }
+        None => {
+            assert_eq!(taken, 0);
+            let parts = &slot.parts[..slot.parts_len];
+            assert_eq!(compact(parts, &mut slot.send, arena), rest);
+        }
+    }
+    slot.parts_len = 0;
+    slot.batch_len = 0;
+    slot.send_off = 0;
+    slot.send_len = rest;
 }
 
 fn accepted(

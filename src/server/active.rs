@@ -24,10 +24,10 @@ use crate::wire::build::{framed, write_data, write_done, write_reply, Reply, Sta
 use crate::wire::{EncodeError, StatusCode, Xid};
 
 use super::body::write_body;
+use super::out::{Batch, BodyKey};
 use super::select::Selection;
 
-/// Longest CLIENT_DATA body sent.
-pub const BODY_MAX: usize = 4096;
+pub use super::out::BODY_MAX;
 
 /// Records a session examines per [`ActiveSession::fill`] call.
 pub const SCAN_PER_FILL_MAX: usize = 16_384;
@@ -66,7 +66,6 @@ pub struct ActiveSession {
     last_sent_ms: u64,
     idle_timeout_ms: u64,
     ended: bool,
-    body: Box<[u8]>,
     /// Bindings sent.
     pub sent: u64,
 }
@@ -109,7 +108,6 @@ impl ActiveSession {
             last_sent_ms: now_ms,
             idle_timeout_ms,
             ended: false,
-            body: vec![0; BODY_MAX].into_boxed_slice(),
             sent: 0,
         }
     }
@@ -131,48 +129,56 @@ impl ActiveSession {
         }
     }
 
-    /// Write whole frames into `out` (at most `frames_max`) at server time `now` and
-    /// monotonic `now_ms`.
+    /// Add what is ready to `batch` at server time `now` and monotonic `now_ms`: pending
+    /// status messages as frames of the connection's own, bindings as a prefix of its own
+    /// plus the worker's shared body of the record (architecture.md, "Fan-out" 2).
     pub fn fill(
         &mut self,
         readers: &[LogReader],
         server_id: &[u8],
         now: u32,
         now_ms: u64,
-        out: &mut [u8],
-        frames_max: usize,
-    ) -> (usize, Progress) {
-        let mut written = 0;
-        let mut frames = 0;
-        while frames < frames_max && !self.ended {
-            let wrote = if let Some(&next) = self.pending.first() {
-                self.write_pending(next, server_id, now, &mut out[written..])
-            } else if let Some((len, at)) = self.next_binding(readers, now) {
-                self.write_binding(len, at, &mut out[written..])
-            } else {
+        batch: &mut Batch<'_>,
+    ) -> Progress {
+        let before = batch.frames();
+        let mut full = false;
+        while !self.ended {
+            if let Some(&next) = self.pending.first() {
+                if batch
+                    .write_own(1, |out| self.write_pending(next, server_id, now, out))
+                    .is_err()
+                {
+                    full = true;
+                    break;
+                }
+                continue;
+            }
+            if !batch.has_room_for_data() {
+                full = true;
                 break;
-            };
-            let Ok(len) = wrote else {
-                return (written, Progress::More);
-            };
-            written += len;
-            frames += 1;
-            self.last_sent_ms = now_ms;
-        }
-        if frames == 0 && !self.ended && now_ms >= self.keepalive_due_ms() {
-            // S-58, D-15: nothing sent for ACTIVE_LQ_IDLE_TIMEOUT: a DATA without CLIENT_DATA.
-            let base_time = self.selection.base_time.then_some(now);
-            if let Ok(len) = framed(out, |w| write_data(w, self.xid, None, base_time, None)) {
-                self.last_sent_ms = now_ms;
-                return (len, Progress::Idle);
+            }
+            if !self.next_binding(readers, now, batch) {
+                break;
             }
         }
-        let progress = match (self.ended, frames == frames_max || !self.pending.is_empty()) {
+        let wrote = batch.frames() > before;
+        if wrote {
+            self.last_sent_ms = now_ms;
+        } else if !self.ended && now_ms >= self.keepalive_due_ms() {
+            // S-58, D-15: nothing sent for ACTIVE_LQ_IDLE_TIMEOUT: a DATA without CLIENT_DATA.
+            let base_time = self.selection.base_time.then_some(now);
+            let keepalive = batch.write_own(1, |out| {
+                framed(out, |w| write_data(w, self.xid, None, base_time, None))
+            });
+            if keepalive.is_ok() {
+                self.last_sent_ms = now_ms;
+            }
+        }
+        match (self.ended, full || !self.pending.is_empty()) {
             (true, _) => Progress::Ended,
             (false, true) => Progress::More,
             (false, false) => Progress::Idle,
-        };
-        (written, progress)
+        }
     }
 
     fn write_pending(
@@ -219,38 +225,24 @@ impl ActiveSession {
         Ok(len)
     }
 
-    fn write_binding(
-        &mut self,
-        body_len: usize,
-        now: u32,
-        out: &mut [u8],
-    ) -> Result<usize, EncodeError> {
-        let base_time = self.selection.base_time.then_some(now);
-        let body = &self.body[..body_len];
-        let len = framed(out, |w| {
-            write_data(w, self.xid, None, base_time, Some(body))
-        })?;
-        self.sent += 1;
-        Ok(len)
-    }
-
-    /// The next matching record, its body re-based in `self.body`, with the server time the
-    /// body is re-based to: `now`, or the record's change time when the shard thread's clock
+    /// Add the next matching record to `batch`: a prefix and the worker's shared body of
+    /// the record re-based to `now` — or to the record's change time when the shard's clock
     /// already read the next second (the message's LQ_BASE_TIME must be the time its
-    /// lifetimes count from, S-49). `None` when every cursor is at the committed end (or
-    /// the scan budget ran out).
-    fn next_binding(&mut self, readers: &[LogReader], now: u32) -> Option<(usize, u32)> {
+    /// lifetimes count from, S-49). False when every cursor is at the committed end (or the
+    /// scan budget ran out). The caller checked that the batch has room.
+    fn next_binding(&mut self, readers: &[LogReader], now: u32, batch: &mut Batch<'_>) -> bool {
         let mut idle_shards = 0;
         for _ in 0..SCAN_PER_FILL_MAX {
             if idle_shards == self.cursors.len() {
                 self.caught_up();
-                return None;
+                return false;
             }
             let shard = self.shard;
+            let selection = &self.selection;
             match self.cursors[shard].next(&readers[shard]) {
                 Next::Record(record) => {
                     idle_shards = 0;
-                    if !self.selection.may_match(&record.header) {
+                    if !selection.may_match(&record.header) {
                         continue;
                     }
                     let change_time = record.header.change_time;
@@ -259,12 +251,11 @@ impl ActiveSession {
                     } else {
                         change_time
                     };
-                    let relay = self.selection.relay_data;
-                    let (template, fields) = if self.selection.needs_binding() {
+                    let (template, fields) = if selection.needs_binding() {
                         let Some(view) = Shard::view(&record) else {
                             continue;
                         };
-                        if !self.selection.matches(&view.binding, now, true) {
+                        if !selection.matches(&view.binding, now, true) {
                             continue;
                         }
                         (view.template, view.time_fields)
@@ -275,13 +266,25 @@ impl ActiveSession {
                         };
                         found
                     };
-                    let written =
-                        write_body(template, &fields, change_time, at, relay, &mut self.body);
-                    if let Ok(len) = written {
-                        // Round robin: the next binding comes from the next shard.
-                        self.shard = (shard + 1) % self.cursors.len();
-                        return Some((len, at));
+                    let key = BodyKey {
+                        shard: u16::try_from(shard).expect("shards fit u16"),
+                        relay: selection.relay_data,
+                        at,
+                        sequence: record.header.sequence,
+                    };
+                    let base_time = selection.base_time.then_some(at);
+                    let relay = selection.relay_data;
+                    let built = batch.data(self.xid, base_time, &key, |out| {
+                        write_body(template, &fields, change_time, at, relay, out).ok()
+                    });
+                    // Room was checked: only a body that cannot be built is refused, and
+                    // it is skipped.
+                    if built.is_ok() {
+                        self.sent += 1;
                     }
+                    // Round robin: the next binding comes from the next shard.
+                    self.shard = (shard + 1) % self.cursors.len();
+                    return true;
                 }
                 Next::Again => {}
                 Next::Pending => {
@@ -291,7 +294,7 @@ impl ActiveSession {
                 Next::HorizonPassed => self.horizon_passed(readers, shard),
             }
         }
-        None
+        false
     }
 
     /// Every cursor reached the committed end: a catch-up is complete (S-53).

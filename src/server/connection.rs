@@ -27,6 +27,7 @@ use crate::wire::{
 
 use super::active::{self, ActiveSession};
 use super::bulk::{self, BulkSession};
+use super::out::Batch;
 use super::select::Selection;
 
 /// Server-wide settings a connection follows (from the configuration, protocol.md §5).
@@ -370,31 +371,39 @@ impl Connection {
 
     /// Write what is ready into `out` (whole frames, at most `frames_max`); returns the
     /// octets written. Check [`Self::closed`] afterwards.
-    pub fn transmit(&mut self, ctx: &Context<'_>, out: &mut [u8], frames_max: usize) -> usize {
+    pub fn transmit(&mut self, ctx: &Context<'_>, batch: &mut Batch<'_>) {
         if self.closed.is_some() {
-            return 0;
+            return;
         }
-        let mut written = 0;
         if !self.control.is_empty() {
-            let n = self.control.len().min(out.len());
-            out[..n].copy_from_slice(&self.control[..n]);
+            let control = &mut self.control;
+            let copied = batch.write_own(1, |out| {
+                let n = control.len().min(out.len());
+                out[..n].copy_from_slice(&control[..n]);
+                Ok::<_, std::convert::Infallible>(n)
+            });
+            let Ok(n) = copied;
             self.control.drain(..n);
-            written = n;
             if !self.control.is_empty() {
-                return written;
+                return;
             }
         }
         if let Some(reason) = self.closing.take() {
             self.close_now(reason);
-            return written;
+            return;
         }
-        let rest = &mut out[written..];
         let server_id = ctx.server_id();
         match &mut self.running {
             Running::None => {}
             Running::Bulk(session) => {
-                let (n, progress) = session.fill(ctx.readers, server_id, ctx.now, rest, frames_max);
-                written += n;
+                let mut progress = bulk::Progress::More;
+                let filled = batch.write_own(0, |out| {
+                    let (n, p) =
+                        session.fill(ctx.readers, server_id, ctx.now, out, BULK_FRAMES_MAX);
+                    progress = p;
+                    Ok::<_, std::convert::Infallible>(n)
+                });
+                let Ok(_) = filled;
                 if progress == bulk::Progress::Done {
                     self.running = Running::None;
                     self.waiting_since_ms = ctx.now_ms;
@@ -402,23 +411,17 @@ impl Connection {
                 }
             }
             Running::Active(session) => {
-                let (n, progress) = session.fill(
-                    ctx.readers,
-                    server_id,
-                    ctx.now,
-                    ctx.now_ms,
-                    rest,
-                    frames_max,
-                );
-                written += n;
+                let progress = session.fill(ctx.readers, server_id, ctx.now, ctx.now_ms, batch);
                 if progress == active::Progress::Ended {
                     self.closing = Some(CloseReason::QueryTerminated);
                 }
             }
         }
-        written
     }
 }
+
+/// Bulk frames per batch: a Bulk answer is copied per connection (nothing to share).
+const BULK_FRAMES_MAX: usize = 64;
 
 /// What a connection needs from its worker for one call.
 pub struct Context<'a> {

@@ -11,12 +11,14 @@
 //!
 //! - [`connection`]: one TCP connection: framing, refusals, STARTTLS, access, query
 //!   sequencing, timers.
+//! - [`out`]: a connection's batch for one `sendmsg`: its own octets and the worker's
+//!   shared bodies.
 //!
-//! The worker loop and the io_uring reactor that drive connections are not built yet
-//! (issue 5).
+//! The io_uring reactor that drives connections is [`crate::net`].
 
 pub mod active;
 pub mod body;
 pub mod bulk;
 pub mod connection;
+pub mod out;
 pub mod select;
