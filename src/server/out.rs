@@ -577,7 +577,6 @@ mod tests {
             .unwrap();
         let expected = wire(&batch);
         let parts_now: Vec<Part> = batch.parts().to_vec();
-        drop(batch);
         // Every split point: gather from it equals the wire's tail.
         for skip in 0..expected.len() {
             let mut rest = vec![0; expected.len() - skip];
