@@ -166,7 +166,7 @@ pub struct ServerSection {
     pub shared_bodies: usize,
     /// Longest wait before Active connections look for new records, ms.
     pub tick_ms: u64,
-    /// Pin network worker i and shard thread i to CPU i (modulo the CPUs present).
+    /// Pin network worker i (the owner of shard i) to CPU i (modulo the CPUs present).
     pub pin_cpus: bool,
 }
 

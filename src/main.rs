@@ -13,7 +13,7 @@ use std::thread;
 use anyhow::{bail, Context};
 use clap::Parser;
 use lqd::config::{Config, Limits};
-use lqd::ingest::pipeline::{self, Recovered};
+use lqd::ingest::pipeline::{self, Owned, Recovered};
 use lqd::ingest::tailer::Position;
 use lqd::net::worker::Shared;
 use lqd::net::Doorbells;
@@ -119,30 +119,37 @@ fn pin_to_cpu(pin: bool, index: usize) {
     }
 }
 
-/// Start the network workers, each with its own listening socket (SO_REUSEPORT).
+/// Start the network workers, each with its own listening socket (SO_REUSEPORT) and the
+/// shards it owns (worker i owns shards i, i + workers, …; architecture.md, "Threads").
 fn spawn_workers(
     limits: &Limits,
-    readers: &[lqd::store::LogReader],
+    shards: &mut Shards,
     links: &lqd::ingest::links::Links,
     shared: &Arc<Shared>,
     stop: &Arc<AtomicBool>,
     doorbells: &Arc<Doorbells>,
-) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<()>>>> {
+) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<Vec<Shard>>>>> {
+    let mut owned: Vec<Vec<Owned>> = (0..limits.workers).map(|_| Vec::new()).collect();
+    for (i, shard) in shards.owned.drain(..).enumerate() {
+        owned[i % limits.workers].push(shard);
+    }
     let mut workers = Vec::with_capacity(limits.workers);
-    for i in 0..limits.workers {
-        let doorbell = doorbells.fd(i);
+    for (i, owned) in owned.into_iter().enumerate() {
         let listener = lqd::net::worker::listener(limits.net.listen, 1024)
             .with_context(|| format!("listening on {}", limits.net.listen))?;
         let (policy, net, readers, links) = (
             limits.policy.clone(),
             limits.net.clone(),
-            readers.to_vec(),
+            shards.readers.clone(),
             links.clone(),
         );
-        let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+        let (shared, stop, doorbells) =
+            (Arc::clone(shared), Arc::clone(stop), Arc::clone(doorbells));
+        let pin = limits.pin_cpus;
         let worker = thread::Builder::new()
-            .name(format!("lqd-net-{i}"))
+            .name(format!("lqd-worker-{i}"))
             .spawn(move || {
+                pin_to_cpu(pin, i);
                 // The signal flag drives this worker's shutdown (S-59).
                 let watcher = {
                     let shared = Arc::clone(&shared);
@@ -155,15 +162,14 @@ fn spawn_workers(
                             .store(true, std::sync::atomic::Ordering::Release);
                     })
                 };
-                let result = lqd::net::worker::run(
+                let ring_others = || doorbells.ring_except(i);
+                let parts = lqd::net::worker::Parts {
                     listener,
-                    Some(doorbell),
-                    &policy,
-                    &readers,
-                    &links,
-                    &net,
-                    &shared,
-                );
+                    doorbell: Some(doorbells.fd(i)),
+                    ring_others: &ring_others,
+                    owned,
+                };
+                let result = lqd::net::worker::run(parts, &policy, &readers, &links, &net, &shared);
                 let _ = watcher.join();
                 result
             })?;
@@ -172,20 +178,20 @@ fn spawn_workers(
     Ok(workers)
 }
 
-/// The shards, opened and recovered, each with its consumer thread and queue.
+/// The shards, opened and recovered, with the queues the ingest thread feeds them through.
 struct Shards {
     recovered: Recovered,
     readers: Vec<lqd::store::LogReader>,
     queues: Vec<crossbeam_channel::Sender<lqd::ingest::ShardMsg>>,
-    consumers: Vec<thread::JoinHandle<Shard>>,
+    owned: Vec<Owned>,
 }
 
-fn open_shards(limits: &Limits, doorbells: &Arc<Doorbells>, now: u32) -> anyhow::Result<Shards> {
+fn open_shards(limits: &Limits, now: u32) -> anyhow::Result<Shards> {
     let mut shards = Shards {
         recovered: Recovered::default(),
         readers: Vec::new(),
         queues: Vec::new(),
-        consumers: Vec::new(),
+        owned: Vec::new(),
     };
     let mut checkpoints = Vec::new();
     for (i, config) in limits.shard.iter().enumerate() {
@@ -198,15 +204,7 @@ fn open_shards(limits: &Limits, doorbells: &Arc<Doorbells>, now: u32) -> anyhow:
         shards.readers.push(shard.reader());
         let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity);
         shards.queues.push(tx);
-        let doorbells = Arc::clone(doorbells);
-        let pin = limits.pin_cpus;
-        let consumer = thread::Builder::new()
-            .name(format!("lqd-shard-{i}"))
-            .spawn(move || {
-                pin_to_cpu(pin, i);
-                pipeline::consume_notifying(shard, rx, &|| doorbells.ring())
-            })?;
-        shards.consumers.push(consumer);
+        shards.owned.push(Owned::new(shard, rx));
     }
     // Resume where every shard has its records: the lowest checkpoint (rows after it are
     // re-applied; a shard that has them already finds them unchanged).
@@ -222,12 +220,7 @@ fn open_shards(limits: &Limits, doorbells: &Arc<Doorbells>, now: u32) -> anyhow:
 
 fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()> {
     let doorbells = Arc::new(Doorbells::new(limits.workers)?);
-    let Shards {
-        recovered,
-        readers,
-        queues,
-        consumers,
-    } = open_shards(limits, &doorbells, pipeline::server_now())?;
+    let mut shards = open_shards(limits, pipeline::server_now())?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         cap: limits.connections_max,
@@ -238,24 +231,29 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
         signal_hook::flag::register(signal, Arc::clone(&net_stop))?;
     }
-    let workers = spawn_workers(limits, &readers, &links, &shared, &net_stop, &doorbells)?;
+    let workers = spawn_workers(limits, &mut shards, &links, &shared, &net_stop, &doorbells)?;
     tracing::info!(listen = %limits.net.listen, workers = workers.len(), "serving leasequery");
-    let stats = pipeline::run(&limits.ingest, links, queues, recovered, &stop)?;
+    let wake = Arc::clone(&doorbells);
+    let stats = pipeline::run_notifying(
+        &limits.ingest,
+        links,
+        shards.queues,
+        shards.recovered,
+        &stop,
+        Some(Box::new(move || wake.ring())),
+    )?;
     tracing::info!(
         rows = stats.rows,
         rejected = stats.rejected_total(),
         "ingest stopped"
     );
     for worker in workers {
-        worker
+        let owned = worker
             .join()
             .map_err(|_| anyhow::anyhow!("a network worker panicked"))??;
-    }
-    for consumer in consumers {
-        let shard = consumer
-            .join()
-            .map_err(|_| anyhow::anyhow!("a shard thread panicked"))?;
-        shard.flush_async()?;
+        for shard in owned {
+            shard.flush_async()?;
+        }
     }
     Ok(())
 }

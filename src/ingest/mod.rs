@@ -118,6 +118,10 @@ pub struct Router {
     /// The last escaped user_context parsed, and what it gave.
     last_context: String,
     last_relay: Option<Arc<RelayInfo>>,
+    /// Wakes the threads that own the shards (the network workers' doorbells).
+    notify: Option<Box<dyn Fn() + Send>>,
+    /// Messages were queued since the last [`Router::notify`].
+    queued: std::cell::Cell<bool>,
 }
 
 /// How often one rejection reason is logged.
@@ -142,6 +146,8 @@ impl Router {
             user_context: vec![0; USER_CONTEXT_LEN_MAX].into_boxed_slice(),
             last_context: String::with_capacity(USER_CONTEXT_LEN_MAX),
             last_relay: None,
+            notify: None,
+            queued: std::cell::Cell::new(false),
         }
     }
 
@@ -267,12 +273,42 @@ impl Router {
     }
 
     fn send(&self, shard: u32, msg: ShardMsg) {
-        // A closed queue means the shard's worker is gone: the daemon is shutting down.
-        if self.shards[shard as usize].send(msg).is_err() {
-            tracing::debug!(
+        let queue = &self.shards[shard as usize];
+        let sent = match queue.try_send(msg) {
+            Err(crossbeam_channel::TrySendError::Full(msg)) => {
+                // Back-pressure: wake the owners so they drain, then wait for room.
+                self.wake();
+                queue.send(msg).map_err(|_| ())
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(()),
+            Ok(()) => Ok(()),
+        };
+        match sent {
+            Ok(()) => self.queued.set(true),
+            // A closed queue means the shard's owner is gone: the daemon is shutting down.
+            Err(()) => tracing::debug!(
                 shard,
                 "shard queue closed; change not delivered during shutdown"
-            );
+            ),
+        }
+    }
+
+    /// Wake the shards' owners with `notify` whenever changes were queued (see
+    /// [`Router::notify`]).
+    pub fn set_notify(&mut self, notify: Box<dyn Fn() + Send>) {
+        self.notify = Some(notify);
+    }
+
+    /// After a batch of rows: wake the shards' owners if anything was queued for them.
+    pub fn notify(&self) {
+        if self.queued.replace(false) {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(notify) = &self.notify {
+            notify();
         }
     }
 

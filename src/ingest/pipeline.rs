@@ -60,7 +60,23 @@ pub fn run(
     recovered: Recovered,
     stop: &AtomicBool,
 ) -> io::Result<IngestStats> {
+    run_notifying(config, links, queues, recovered, stop, None)
+}
+
+/// [`run`], calling `notify` after each batch of rows that queued changes and whenever a
+/// queue is full: the shards' owners (network workers) wait on it.
+pub fn run_notifying(
+    config: &IngestConfig,
+    links: Links,
+    queues: Vec<crossbeam_channel::Sender<ShardMsg>>,
+    recovered: Recovered,
+    stop: &AtomicBool,
+    notify: Option<Box<dyn Fn() + Send>>,
+) -> io::Result<IngestStats> {
     let mut router = Router::new(queues, links, config.owners_max);
+    if let Some(notify) = notify {
+        router.set_notify(notify);
+    }
     for (shard, owners) in recovered.owners.iter().enumerate() {
         router.learn_owners(u32::try_from(shard).expect("shard count fits u32"), owners);
     }
@@ -76,8 +92,11 @@ pub fn run(
         }
         Start::Snapshot { rows } => tracing::info!(rows, "loaded Kea lease snapshot"),
     }
+    router.notify();
     while !stop.load(Ordering::Acquire) {
-        if source.poll(&mut router, server_now())? == 0 {
+        let rows = source.poll(&mut router, server_now())?;
+        router.notify();
+        if rows == 0 {
             watcher.wait(config.idle_wait);
         }
     }
@@ -102,45 +121,85 @@ pub fn drain(shard: &mut Shard, queue: &Receiver<ShardMsg>, now: u32, max: usize
     (max, false)
 }
 
-/// A shard consumer on its own thread (the daemon until the network workers take the
-/// shards over, and tests): drain, expire, age out history once a second, until the queue
-/// closes — which happens when the ingest thread ends, so nothing it sent is lost.
-/// Returns the shard.
-pub fn consume(shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
-    consume_notifying(shard, queue, &|| {})
+/// A shard and the queue of changes the ingest thread routes to it, owned by the thread
+/// that applies them: a network worker (architecture.md, "Threads": worker i owns shard i)
+/// or, in tests, a consumer thread of its own ([`consume`]).
+pub struct Owned {
+    /// The shard.
+    pub shard: Shard,
+    queue: Receiver<ShardMsg>,
+    last_tick: u32,
+    closed: bool,
 }
 
-/// [`consume`], calling `notify` after each batch that took messages (the network workers'
-/// doorbell, S-50).
-pub fn consume_notifying(mut shard: Shard, queue: Receiver<ShardMsg>, notify: &dyn Fn()) -> Shard {
-    let mut last_tick = 0u32;
-    loop {
-        let now = server_now();
-        let (taken, closed) = drain(&mut shard, &queue, now, 1024);
-        let expired = shard.expire_due(now, 1024);
-        if taken > 0 || expired > 0 {
-            notify();
+/// Changes applied per [`Owned::step`], so one step never holds a worker long.
+pub const APPLY_PER_STEP: usize = 1024;
+
+impl Owned {
+    /// Own `shard` and its queue.
+    pub const fn new(shard: Shard, queue: Receiver<ShardMsg>) -> Self {
+        Self {
+            shard,
+            queue,
+            last_tick: 0,
+            closed: false,
         }
-        if now != last_tick {
-            last_tick = now;
-            if let Err(refused) = shard.tick(now) {
+    }
+
+    /// One step at server time `now`: apply up to [`APPLY_PER_STEP`] queued changes, end
+    /// leases that expired, and once a second age out history. Returns how many records
+    /// were written (changes and expiries): when non-zero, Active streams have news.
+    pub fn step(&mut self, now: u32) -> usize {
+        let (taken, closed) = drain(&mut self.shard, &self.queue, now, APPLY_PER_STEP);
+        self.closed |= closed;
+        let expired = self.shard.expire_due(now, APPLY_PER_STEP);
+        if now != self.last_tick {
+            self.last_tick = now;
+            if let Err(refused) = self.shard.tick(now) {
                 tracing::warn!(
                     reason = refused.reason(),
                     "retention tick failed: {refused}"
                 );
             }
         }
-        if closed {
-            return shard;
+        taken + expired
+    }
+
+    /// True once the ingest thread has ended and everything it queued was applied.
+    pub const fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Wait up to `timeout` for a queued change (a consumer thread with nothing to do).
+    fn wait(&self, timeout: Duration) {
+        // Readiness only: the change stays queued for the next step.
+        let mut select = crossbeam_channel::Select::new();
+        select.recv(&self.queue);
+        let _ = select.ready_timeout(timeout);
+    }
+}
+
+/// A shard consumer on its own thread (tests, and embedding without network workers):
+/// apply, expire, age out history, until the queue closes — which happens when the ingest
+/// thread ends, so nothing it sent is lost. Returns the shard.
+pub fn consume(shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
+    consume_notifying(shard, queue, &|| {})
+}
+
+/// [`consume`], calling `notify` after each step that wrote records.
+pub fn consume_notifying(shard: Shard, queue: Receiver<ShardMsg>, notify: &dyn Fn()) -> Shard {
+    let mut owned = Owned::new(shard, queue);
+    loop {
+        let written = owned.step(server_now());
+        if written > 0 {
+            notify();
         }
-        if taken == 0 {
+        if owned.closed() {
+            return owned.shard;
+        }
+        if written == 0 {
             // Nothing queued: block briefly for the next message instead of spinning.
-            if let Ok(msg) = queue.recv_timeout(Duration::from_millis(50)) {
-                if let Err(refused) = apply(&mut shard, &msg, server_now()) {
-                    tracing::debug!(reason = refused.reason(), "queued change refused");
-                }
-                notify();
-            }
+            owned.wait(Duration::from_millis(50));
         }
     }
 }

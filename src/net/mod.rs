@@ -49,9 +49,10 @@ pub fn probe() -> io::Result<()> {
     Ok(())
 }
 
-/// Wake-ups from the shard threads to the network workers: one eventfd per worker. A shard
-/// thread rings them after appending records, so Active connections see a change at once
-/// instead of at the next tick (S-50). The doorbell only wakes; the records are read from
+/// Wake-ups to the network workers: one eventfd per worker. The ingest thread rings them
+/// after queuing changes for the shards the workers own; a worker rings the others after
+/// its shards appended records. So Active connections see a change at once instead of at
+/// the next tick (S-50). The doorbell only wakes; the records are read from
 /// the logs (style.md S18, T16).
 #[derive(Debug)]
 pub struct Doorbells {
@@ -77,8 +78,14 @@ impl Doorbells {
 
     /// Wake every worker.
     pub fn ring(&self) {
+        self.ring_except(usize::MAX);
+    }
+
+    /// Wake every worker but `index` (a worker that wrote records serves its own
+    /// connections in the same loop iteration).
+    pub fn ring_except(&self, index: usize) {
         let one = 1u64.to_ne_bytes();
-        for fd in &self.fds {
+        for (_, fd) in self.fds.iter().enumerate().filter(|(i, _)| *i != index) {
             // SAFETY: an 8-octet write from a live stack buffer to an eventfd we own. A full
             // counter (EAGAIN) means a wake-up is pending already: nothing is lost.
             let _ = unsafe {

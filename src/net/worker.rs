@@ -27,10 +27,11 @@ use std::{io, ptr};
 use io_uring::{cqueue, opcode, types, IoUring};
 
 use crate::ingest::links::Links;
+use crate::ingest::pipeline::Owned;
 use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
 use crate::server::out::{compact, gather, Batch, Bodies, Part};
 use crate::store::model::Prefix;
-use crate::store::LogReader;
+use crate::store::{LogReader, Shard};
 
 /// Settings of the network workers.
 #[derive(Clone, Debug)]
@@ -164,47 +165,36 @@ struct Slot {
     peer: Option<IpAddr>,
 }
 
-/// Run one worker until `shared.stop` is set and its connections are done.
+/// What a worker is given besides its settings.
+pub struct Parts<'a> {
+    /// Its listening socket (SO_REUSEPORT).
+    pub listener: OwnedFd,
+    /// Its doorbell: rung when shards of other workers wrote records.
+    pub doorbell: Option<RawFd>,
+    /// Rings every other worker's doorbell after this one's shards wrote records.
+    pub ring_others: &'a (dyn Fn() + Sync),
+    /// The shards it owns and applies changes to (architecture.md, "Threads").
+    pub owned: Vec<Owned>,
+}
+
+/// Run one worker until `shared.stop` is set, its connections are done and the ingest
+/// thread has closed its shards' queues (every change routed to them applied); returns the
+/// shards it owned.
 pub fn run(
-    listener: OwnedFd,
-    doorbell: Option<RawFd>,
+    parts: Parts<'_>,
     policy: &Policy,
     readers: &[LogReader],
     links: &Links,
     config: &NetConfig,
     shared: &Shared,
-) -> io::Result<()> {
-    let entries = u32::try_from(config.slots * 2 + 8)
-        .unwrap_or(u32::MAX)
-        .next_power_of_two();
-    // CQ twice the SQ (style.md T7): at most one accept, one tick, one cancel and a receive
-    // and a send per slot are in flight.
-    let ring = IoUring::builder()
-        .setup_cqsize(entries * 2)
-        .build(entries)?;
-    let slots = (0..config.slots)
-        .map(|_| Slot::new(config.send_buffer))
-        .collect();
-    let slots_max = u32::try_from(config.slots).expect("slots fit u32");
-    let mut worker = Worker {
-        ring,
-        slots,
-        free: (0..slots_max).rev().collect(),
-        completions: Vec::with_capacity(usize::try_from(entries * 2).unwrap_or(1024)),
-        accept_busy: false,
-        accept_paused_until_ms: 0,
-        accept_warned_ms: None,
-        cancel_sent: false,
-        tick_busy: false,
-        doorbell,
-        doorbell_busy: false,
-        doorbell_value: Box::new([0; 8]),
-        bodies: Bodies::new(config.shared_bodies),
-        scratch: vec![0; config.send_buffer].into_boxed_slice(),
+) -> io::Result<Vec<Shard>> {
+    let Parts {
         listener,
-        config,
-        shared,
-    };
+        doorbell,
+        ring_others,
+        mut owned,
+    } = parts;
+    let mut worker = Worker::new(listener, doorbell, config, shared)?;
     let started = Instant::now();
     let tick = types::Timespec::new()
         .sec(config.tick.as_secs())
@@ -212,6 +202,12 @@ pub fn run(
     loop {
         let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = crate::ingest::pipeline::server_now();
+        // The shards this worker owns first: records written now reach its connections in
+        // this iteration and the other workers' at their doorbell.
+        let written: usize = owned.iter_mut().map(|o| o.step(now)).sum();
+        if written > 0 {
+            ring_others();
+        }
         let ctx = Context {
             policy,
             readers,
@@ -227,8 +223,9 @@ pub fn run(
                 .iter_mut()
                 .filter_map(|s| s.conn.as_mut())
                 .for_each(Connection::terminate);
-            if worker.slots.iter().all(|s| s.conn.is_none()) && !worker.accept_busy {
-                return Ok(());
+            let idle = worker.slots.iter().all(|s| s.conn.is_none()) && !worker.accept_busy;
+            if idle && owned.iter().all(Owned::closed) {
+                return Ok(owned.into_iter().map(|o| o.shard).collect());
             }
         }
         worker.arm(&ctx, &tick, stopping)?;
@@ -238,6 +235,47 @@ pub fn run(
             Err(e) => return Err(e),
         }
         worker.dispatch(&ctx, policy);
+    }
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        listener: OwnedFd,
+        doorbell: Option<RawFd>,
+        config: &'a NetConfig,
+        shared: &'a Shared,
+    ) -> io::Result<Self> {
+        let entries = u32::try_from(config.slots * 2 + 8)
+            .unwrap_or(u32::MAX)
+            .next_power_of_two();
+        // CQ twice the SQ (style.md T7): at most one accept, one tick, one cancel and a receive
+        // and a send per slot are in flight.
+        let ring = IoUring::builder()
+            .setup_cqsize(entries * 2)
+            .build(entries)?;
+        let slots = (0..config.slots)
+            .map(|_| Slot::new(config.send_buffer))
+            .collect();
+        let slots_max = u32::try_from(config.slots).expect("slots fit u32");
+        Ok(Worker {
+            ring,
+            slots,
+            free: (0..slots_max).rev().collect(),
+            completions: Vec::with_capacity(usize::try_from(entries * 2).unwrap_or(1024)),
+            accept_busy: false,
+            accept_paused_until_ms: 0,
+            accept_warned_ms: None,
+            cancel_sent: false,
+            tick_busy: false,
+            doorbell,
+            doorbell_busy: false,
+            doorbell_value: Box::new([0; 8]),
+            bodies: Bodies::new(config.shared_bodies),
+            scratch: vec![0; config.send_buffer].into_boxed_slice(),
+            listener,
+            config,
+            shared,
+        })
     }
 }
 
@@ -254,7 +292,8 @@ struct Worker<'a> {
     accept_warned_ms: Option<u64>,
     cancel_sent: bool,
     tick_busy: bool,
-    /// The eventfd shard threads ring after appending records, and its 8-octet read buffer
+    /// The eventfd other workers (and the ingest thread) ring after queuing or appending
+    /// records, and its 8-octet read buffer
     /// (boxed: it belongs to the kernel while the read is in flight).
     doorbell: Option<RawFd>,
     doorbell_busy: bool,
