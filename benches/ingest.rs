@@ -180,7 +180,7 @@ fn apply(c: &mut Criterion) {
                 let mut total = 0usize;
                 loop {
                     let lines = source.poll(&mut router, 2).expect("poll");
-                    let (taken, _) = pipeline::drain(&mut shard, &rx, 2, 1 << 20);
+                    let (taken, _) = pipeline::drain(&mut shard, &rx, 2, 1 << 20, None);
                     total += taken;
                     if lines == 0 && taken == 0 {
                         break;

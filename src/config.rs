@@ -42,8 +42,41 @@ pub struct Config {
     pub ingest: IngestSection,
     /// The TCP leasequery server.
     pub server: ServerSection,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSection,
     /// Links by Kea subnet id; these override Kea's configuration.
     pub links: Vec<LinkEntry>,
+}
+
+/// `[metrics]`: `GET /metrics` in the Prometheus text format (architecture.md,
+/// "Observability").
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address of the HTTP endpoint; empty = no endpoint. Loopback by default: the figures
+    /// name requestors' behaviour and lqd's load, nothing for the open network.
+    pub listen: String,
+}
+
+impl MetricsSection {
+    fn address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.listen.as_str() {
+            "" => Ok(None),
+            text => text.parse().map(Some).map_err(|_| {
+                ConfigError(format!(
+                    "metrics: listen {text:?} is not address:port (or \"\" for none)"
+                ))
+            }),
+        }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9547".into(),
+        }
+    }
 }
 
 /// `[store]`: shards, change log and capacities. Capacities are totals over all shards.
@@ -256,6 +289,8 @@ pub struct Limits {
     pub warnings: Vec<String>,
     /// Pin threads to CPUs.
     pub pin_cpus: bool,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Per-shard share of a total capacity: even share plus 1/8 for imbalance (`shard_of`
@@ -322,7 +357,9 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let server = self.server.validate(shards)?;
+        let metrics_listen = self.metrics.address()?;
         Ok(Limits {
+            metrics_listen,
             workers: server.workers,
             connections_max: self.server.connections_max,
             policy: server.policy,
@@ -580,7 +617,16 @@ impl fmt::Display for Limits {
             p.idle_timeout_ms,
             self.net.send_timeout_active_ms,
             p.query_wait_ms
-        )
+        )?;
+        writeln!(
+            f,
+            "\nbuffers per connection: send {} socket {}; shared bodies per worker {}",
+            self.net.send_buffer, self.net.socket_send_buffer, self.net.shared_bodies
+        )?;
+        match self.metrics_listen {
+            Some(addr) => write!(f, "metrics: GET http://{addr}/metrics"),
+            None => write!(f, "metrics: off"),
+        }
     }
 }
 

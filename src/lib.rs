@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod store;

@@ -15,6 +15,7 @@ use clap::Parser;
 use lqd::config::{Config, Limits};
 use lqd::ingest::pipeline::{self, Owned, Recovered};
 use lqd::ingest::tailer::Position;
+use lqd::metrics::Registry;
 use lqd::net::worker::Shared;
 use lqd::net::Doorbells;
 use lqd::store::Shard;
@@ -127,10 +128,11 @@ fn spawn_workers(
     links: &lqd::ingest::links::Links,
     shared: &Arc<Shared>,
     stop: &Arc<AtomicBool>,
-    doorbells: &Arc<Doorbells>,
+    (doorbells, registry): (&Arc<Doorbells>, &Arc<Registry>),
 ) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<Vec<Shard>>>>> {
     let mut owned: Vec<Vec<Owned>> = (0..limits.workers).map(|_| Vec::new()).collect();
-    for (i, shard) in shards.owned.drain(..).enumerate() {
+    for (i, mut shard) in shards.owned.drain(..).enumerate() {
+        shard.stamp_into(Arc::clone(registry), i);
         owned[i % limits.workers].push(shard);
     }
     let mut workers = Vec::with_capacity(limits.workers);
@@ -143,8 +145,8 @@ fn spawn_workers(
             shards.readers.clone(),
             links.clone(),
         );
-        let (shared, stop, doorbells) =
-            (Arc::clone(shared), Arc::clone(stop), Arc::clone(doorbells));
+        let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+        let (doorbells, registry) = (Arc::clone(doorbells), Arc::clone(registry));
         let pin = limits.pin_cpus;
         let worker = thread::Builder::new()
             .name(format!("lqd-worker-{i}"))
@@ -168,6 +170,8 @@ fn spawn_workers(
                     doorbell: Some(doorbells.fd(i)),
                     ring_others: &ring_others,
                     owned,
+                    registry,
+                    index: i,
                 };
                 let result = lqd::net::worker::run(parts, &policy, &readers, &links, &net, &shared);
                 let _ = watcher.join();
@@ -231,16 +235,38 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
         signal_hook::flag::register(signal, Arc::clone(&net_stop))?;
     }
-    let workers = spawn_workers(limits, &mut shards, &links, &shared, &net_stop, &doorbells)?;
+    let registry = Arc::new(Registry::new(limits.workers, shards.readers.clone()));
+    let metrics = match limits.metrics_listen {
+        Some(addr) => {
+            let stop = Arc::clone(&net_stop);
+            let server = lqd::metrics::http::spawn(addr, Arc::clone(&registry), stop)
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            tracing::info!(%addr, "serving GET /metrics");
+            Some(server)
+        }
+        None => None,
+    };
+    let workers = spawn_workers(
+        limits,
+        &mut shards,
+        &links,
+        &shared,
+        &net_stop,
+        (&doorbells, &registry),
+    )?;
     tracing::info!(listen = %limits.net.listen, workers = workers.len(), "serving leasequery");
     let wake = Arc::clone(&doorbells);
-    let stats = pipeline::run_notifying(
+    let hooks = pipeline::Hooks {
+        notify: Some(Box::new(move || wake.ring())),
+        registry: Some(Arc::clone(&registry)),
+    };
+    let stats = pipeline::run_with(
         &limits.ingest,
         links,
         shards.queues,
         shards.recovered,
         &stop,
-        Some(Box::new(move || wake.ring())),
+        hooks,
     )?;
     tracing::info!(
         rows = stats.rows,
@@ -254,6 +280,9 @@ fn serve(limits: &Limits, links: lqd::ingest::links::Links) -> anyhow::Result<()
         for shard in owned {
             shard.flush_async()?;
         }
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.join();
     }
     Ok(())
 }

@@ -34,7 +34,8 @@ fn append(path: &Path, text: &str) {
 
 fn config_text(dir: &Path, shards: u32) -> String {
     format!(
-        "[store]\ndata_dir = \"{data}\"\nshards = {shards}\nsegment_bytes = 1048576\n\
+        "[metrics]\nlisten = \"\"\n\
+         [store]\ndata_dir = \"{data}\"\nshards = {shards}\nsegment_bytes = 1048576\n\
          segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
          [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
          [server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nserver_duid = \"000300010a0b0c0d0e0f\"\n\

@@ -534,7 +534,7 @@ fn restart_from_the_lowest_checkpoint_across_shards() {
     written.add(&more);
     while ingest.source.poll(&mut ingest.router, now()).expect("poll") > 0 {}
     let (shard0, rest) = ingest.shards.split_at_mut(1);
-    lqd::ingest::pipeline::drain(&mut shard0[0], &ingest.queues[0], now(), 1 << 20);
+    lqd::ingest::pipeline::drain(&mut shard0[0], &ingest.queues[0], now(), 1 << 20, None);
     assert!(rest.len() == 2 && ingest.queues[1..].iter().any(|q| !q.is_empty()));
     let renewed_on_0: Vec<u32> = (1..13)
         .filter(|&n| lqd::store::shard_of(&client(n), 3) == 0)

@@ -7,6 +7,7 @@ mod store_common;
 use std::net::Ipv6Addr;
 
 use lqd::ingest::links::Links;
+use lqd::metrics::Counters;
 use lqd::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
 use lqd::server::out::{Batch, Bodies, Part, DATA_FRAME_MAX};
 use lqd::store::model::{DuidBuf, Prefix, RelayInfo};
@@ -24,6 +25,7 @@ struct Lab {
     readers: Vec<LogReader>,
     links: Links,
     policy: Policy,
+    counters: Counters,
 }
 
 impl Lab {
@@ -54,6 +56,7 @@ impl Lab {
             readers,
             links,
             policy,
+            counters: Counters::default(),
         }
     }
 
@@ -64,6 +67,7 @@ impl Lab {
             links: &self.links,
             now: NOW,
             now_ms,
+            counters: &self.counters,
         }
     }
 

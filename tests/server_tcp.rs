@@ -50,7 +50,8 @@ impl Lqd {
         std::fs::write(
             &config,
             format!(
-                "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
+                "[metrics]\nlisten = \"\"\n\
+                 [store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
                  segments_max = 8\nclients_max = 1000\naddresses_max = 1000\nprefixes_max = 1000\n\
                  [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 50\n\
                  [server]\nlisten = \"127.0.0.1:{port}\"\n\

@@ -264,6 +264,8 @@ impl Router {
         } else {
             self.owners.insert(kind, (shard, client));
         }
+        let mut change = change;
+        change.read_ns = crate::metrics::now_ns();
         self.send(shard, ShardMsg::Change(change));
         self.stats.rows += 1;
     }

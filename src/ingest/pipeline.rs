@@ -9,6 +9,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -18,6 +19,7 @@ use super::source::{KeaSource, Start};
 use super::tailer::Position;
 use super::watch::Watcher;
 use super::{apply, IngestStats, Router, ShardMsg};
+use crate::metrics::{Registry, Stamps};
 use crate::store::Shard;
 
 /// Settings of the Kea source.
@@ -60,21 +62,30 @@ pub fn run(
     recovered: Recovered,
     stop: &AtomicBool,
 ) -> io::Result<IngestStats> {
-    run_notifying(config, links, queues, recovered, stop, None)
+    run_with(config, links, queues, recovered, stop, Hooks::default())
 }
 
-/// [`run`], calling `notify` after each batch of rows that queued changes and whenever a
-/// queue is full: the shards' owners (network workers) wait on it.
-pub fn run_notifying(
+/// What the daemon hangs on the ingest thread.
+#[derive(Default)]
+pub struct Hooks {
+    /// Called after each batch of rows that queued changes and whenever a queue is full:
+    /// the shards' owners (network workers) wait on it.
+    pub notify: Option<Box<dyn Fn() + Send>>,
+    /// Where the ingest figures are published, once a second.
+    pub registry: Option<Arc<Registry>>,
+}
+
+/// [`run`] with [`Hooks`].
+pub fn run_with(
     config: &IngestConfig,
     links: Links,
     queues: Vec<crossbeam_channel::Sender<ShardMsg>>,
     recovered: Recovered,
     stop: &AtomicBool,
-    notify: Option<Box<dyn Fn() + Send>>,
+    hooks: Hooks,
 ) -> io::Result<IngestStats> {
     let mut router = Router::new(queues, links, config.owners_max);
-    if let Some(notify) = notify {
+    if let Some(notify) = hooks.notify {
         router.set_notify(notify);
     }
     for (shard, owners) in recovered.owners.iter().enumerate() {
@@ -93,9 +104,14 @@ pub fn run_notifying(
         Start::Snapshot { rows } => tracing::info!(rows, "loaded Kea lease snapshot"),
     }
     router.notify();
+    let mut published = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
         let rows = source.poll(&mut router, server_now())?;
         router.notify();
+        if let (Some(registry), true) = (&hooks.registry, published.elapsed().as_secs() >= 1) {
+            published = std::time::Instant::now();
+            publish(registry, router.stats(), &source, &config.lease_file);
+        }
         if rows == 0 {
             watcher.wait(config.idle_wait);
         }
@@ -105,15 +121,27 @@ pub fn run_notifying(
 
 /// Apply up to `max` queued messages to `shard` at server time `now`; returns how many
 /// were taken and whether the queue is closed (the ingest thread ended).
-pub fn drain(shard: &mut Shard, queue: &Receiver<ShardMsg>, now: u32, max: usize) -> (usize, bool) {
+pub fn drain(
+    shard: &mut Shard,
+    queue: &Receiver<ShardMsg>,
+    now: u32,
+    max: usize,
+    stamps: Option<&Stamps>,
+) -> (usize, bool) {
     for taken in 0..max {
         match queue.try_recv() {
-            Ok(msg) => {
-                if let Err(refused) = apply(shard, &msg, now) {
+            Ok(msg) => match apply(shard, &msg, now) {
+                Ok(written) => {
+                    if let (Some(stamps), ShardMsg::Change(change), 1..) = (stamps, &msg, written) {
+                        // The change's record is the last one appended.
+                        stamps.put(shard.next_sequence() - 1, change.read_ns);
+                    }
+                }
+                Err(refused) => {
                     // Counted and logged by the shard; the message is not retried.
                     tracing::debug!(reason = refused.reason(), "queued change refused");
                 }
-            }
+            },
             Err(TryRecvError::Empty) => return (taken, false),
             Err(TryRecvError::Disconnected) => return (taken, true),
         }
@@ -128,6 +156,8 @@ pub struct Owned {
     /// The shard.
     pub shard: Shard,
     queue: Receiver<ShardMsg>,
+    /// Where the read times of the records it writes go (the latency histogram).
+    stamps: Option<(Arc<Registry>, usize)>,
     last_tick: u32,
     closed: bool,
 }
@@ -141,16 +171,24 @@ impl Owned {
         Self {
             shard,
             queue,
+            stamps: None,
             last_tick: 0,
             closed: false,
         }
+    }
+
+    /// Publish the ingest read time of each record written to shard `index` of `registry`.
+    pub fn stamp_into(&mut self, registry: Arc<Registry>, index: usize) {
+        assert!(index < registry.stamps.len());
+        self.stamps = Some((registry, index));
     }
 
     /// One step at server time `now`: apply up to [`APPLY_PER_STEP`] queued changes, end
     /// leases that expired, and once a second age out history. Returns how many records
     /// were written (changes and expiries): when non-zero, Active streams have news.
     pub fn step(&mut self, now: u32) -> usize {
-        let (taken, closed) = drain(&mut self.shard, &self.queue, now, APPLY_PER_STEP);
+        let stamps = self.stamps.as_ref().map(|(r, i)| &r.stamps[*i]);
+        let (taken, closed) = drain(&mut self.shard, &self.queue, now, APPLY_PER_STEP, stamps);
         self.closed |= closed;
         let expired = self.shard.expire_due(now, APPLY_PER_STEP);
         if now != self.last_tick {
@@ -201,5 +239,24 @@ pub fn consume_notifying(shard: Shard, queue: Receiver<ShardMsg>, notify: &dyn F
             // Nothing queued: block briefly for the next message instead of spinning.
             owned.wait(Duration::from_millis(50));
         }
+    }
+}
+
+/// Copy the ingest figures into the registry (once a second, off every hot path).
+fn publish(registry: &Registry, stats: &IngestStats, source: &KeaSource, file: &std::path::Path) {
+    let gauges = &registry.ingest;
+    gauges.rows.store(stats.rows, Ordering::Relaxed);
+    let mut rejected: Vec<(&'static str, u64)> =
+        stats.rejected.iter().map(|(r, n)| (*r, *n)).collect();
+    rejected.sort_unstable();
+    *gauges
+        .rejected
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = rejected;
+    if let Ok(Some(position)) = source.position() {
+        gauges.offset.store(position.offset, Ordering::Relaxed);
+    }
+    if let Ok(meta) = std::fs::metadata(file) {
+        gauges.file_len.store(meta.len(), Ordering::Relaxed);
     }
 }

@@ -41,6 +41,9 @@ pub struct Change {
     pub cltt: u32,
     /// Relay information, shared between rows that carry the same `user_context`.
     pub relay: Option<Arc<RelayInfo>>,
+    /// When the ingest thread read the row ([`crate::metrics::now_ns`]; 0 = unknown), for
+    /// the delivery-latency histogram.
+    pub read_ns: u64,
 }
 
 impl Change {
@@ -119,6 +122,7 @@ pub fn row_change(
         lease,
         cltt: server_time(cltt_unix),
         relay,
+        read_ns: 0,
     }))
 }
 

@@ -20,7 +20,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use std::{io, ptr};
 
@@ -28,6 +29,7 @@ use io_uring::{cqueue, opcode, types, IoUring};
 
 use crate::ingest::links::Links;
 use crate::ingest::pipeline::Owned;
+use crate::metrics::{add, Counters, Refusal, Registry, Sampler};
 use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
 use crate::server::out::{compact, gather, Batch, Bodies, Part};
 use crate::store::model::Prefix;
@@ -69,12 +71,6 @@ pub struct Shared {
     pub cap: usize,
     /// Set on SIGTERM/SIGINT.
     pub stop: AtomicBool,
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Connections refused: over the cap, or not on the allow-list.
-    pub refused: AtomicU64,
-    /// Connections closed after a blocked send (S-61).
-    pub evicted: AtomicU64,
     /// Open connections per source address (for `per_source_max`; touched on accept and
     /// close only).
     pub per_source: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
@@ -175,6 +171,10 @@ pub struct Parts<'a> {
     pub ring_others: &'a (dyn Fn() + Sync),
     /// The shards it owns and applies changes to (architecture.md, "Threads").
     pub owned: Vec<Owned>,
+    /// Where its counters and latency samples go.
+    pub registry: Arc<Registry>,
+    /// Its index among the workers (its counters in the registry).
+    pub index: usize,
 }
 
 /// Run one worker until `shared.stop` is set, its connections are done and the ingest
@@ -193,8 +193,13 @@ pub fn run(
         doorbell,
         ring_others,
         mut owned,
+        registry,
+        index,
     } = parts;
-    let mut worker = Worker::new(listener, doorbell, config, shared)?;
+    let counters = &registry.workers[index];
+    let mut worker = Worker::new(listener, doorbell, config, shared, counters)?;
+    worker.bodies.sampler = Some(Sampler::new(Arc::clone(&registry), index));
+    let mut published_at = 0;
     let started = Instant::now();
     let tick = types::Timespec::new()
         .sec(config.tick.as_secs())
@@ -206,7 +211,12 @@ pub fn run(
         // this iteration and the other workers' at their doorbell.
         let written: usize = owned.iter_mut().map(|o| o.step(now)).sum();
         if written > 0 {
+            add(&counters.applied, written as u64);
             ring_others();
+        }
+        if now != published_at {
+            published_at = now;
+            worker.publish();
         }
         let ctx = Context {
             policy,
@@ -214,6 +224,7 @@ pub fn run(
             links,
             now,
             now_ms,
+            counters,
         };
         let stopping = shared.stop.load(Ordering::Acquire);
         if stopping {
@@ -229,6 +240,7 @@ pub fn run(
             }
         }
         worker.arm(&ctx, &tick, stopping)?;
+        add(&counters.enters, 1);
         match worker.ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
@@ -244,6 +256,7 @@ impl<'a> Worker<'a> {
         doorbell: Option<RawFd>,
         config: &'a NetConfig,
         shared: &'a Shared,
+        counters: &'a Counters,
     ) -> io::Result<Self> {
         let entries = u32::try_from(config.slots * 2 + 8)
             .unwrap_or(u32::MAX)
@@ -275,7 +288,20 @@ impl<'a> Worker<'a> {
             listener,
             config,
             shared,
+            counters,
         })
+    }
+
+    /// Publish what the worker keeps to itself: body counts and latency samples (once a
+    /// second; the latency fold skips a second when a scrape holds the histogram).
+    fn publish(&mut self) {
+        let c = self.counters;
+        c.bodies_built.store(self.bodies.built, Ordering::Relaxed);
+        c.bodies_shared.store(self.bodies.hits, Ordering::Relaxed);
+        c.bodies_copied.store(self.bodies.copied, Ordering::Relaxed);
+        if let Some(sampler) = &mut self.bodies.sampler {
+            sampler.publish();
+        }
     }
 }
 
@@ -305,6 +331,7 @@ struct Worker<'a> {
     listener: OwnedFd,
     config: &'a NetConfig,
     shared: &'a Shared,
+    counters: &'a Counters,
 }
 
 fn push(sq: &mut io_uring::SubmissionQueue<'_>, entry: &io_uring::squeue::Entry) -> io::Result<()> {
@@ -376,6 +403,78 @@ impl Worker<'_> {
         true
     }
 
+    /// A connection arrived (or the accept failed): admit it into a free slot, or close it
+    /// at once and count why (S-8, S-9, S-11).
+    fn accepted(&mut self, result: i32, policy: &Policy, now_ms: u64) {
+        let (config, shared, counters) = (self.config, self.shared, self.counters);
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        if result == -libc::ECANCELED {
+            return; // Shutting down.
+        }
+        if result < 0 {
+            // ECONNABORTED and the like: the connection is gone; accept the next one.
+            tracing::debug!(errno = -result, "accept failed");
+            return;
+        }
+        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(result) };
+        let socket = socket2::Socket::from(fd);
+        let peer = socket
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.ip());
+        let allowed = config.allow.is_empty() || peer.is_some_and(|ip| allowed(&config.allow, ip));
+        let mut over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
+        if over_cap && allowed && evict_idle(slots, now_ms, policy.idle_timeout_ms) {
+            // S-11: an idle connection of this worker makes room; it is freed once closed.
+            add(&counters.evicted_idle, 1);
+            over_cap = false;
+        }
+        let per_source =
+            !over_cap && allowed && peer.is_none_or(|ip| shared.admit(ip, config.per_source_max));
+        let slot_free = !free.is_empty();
+        if !allowed || over_cap || !per_source || !slot_free {
+            if per_source && allowed && !over_cap {
+                if let Some(ip) = peer {
+                    shared.release(ip, config.per_source_max);
+                }
+            }
+            shared.open.fetch_sub(1, Ordering::AcqRel);
+            let refusal = if !allowed {
+                Refusal::NotAllowed
+            } else if over_cap || !slot_free {
+                Refusal::OverCap
+            } else {
+                Refusal::PerSource
+            };
+            add(&counters.refused[refusal as usize], 1);
+            tracing::debug!(
+                ?peer,
+                allowed,
+                over_cap,
+                per_source,
+                "connection refused (S-8, S-9, S-11)"
+            );
+            return; // Dropping the socket closes it at once.
+        }
+        let _ = socket.set_nodelay(true);
+        let _ = socket.set_send_buffer_size(config.socket_send_buffer);
+        let index = free.pop().expect("checked above");
+        let permitted = peer.map_or(Permitted::ALL, |ip| permitted_for(&config.requestors, ip));
+        add(&counters.accepted, 1);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        let slot = &mut slots[index as usize];
+        slot.fd = socket.into_raw_fd();
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.conn = Some(Connection::new(policy, permitted, now_ms));
+        slot.peer = peer;
+        slot.send_len = 0;
+        slot.send_off = 0;
+        slot.progress_ms = now_ms;
+        slot.shut = false;
+    }
+
     /// Copy the completions out, then handle them; then close finished connections.
     fn dispatch(&mut self, ctx: &Context<'_>, policy: &Policy) {
         self.completions.clear();
@@ -393,16 +492,7 @@ impl Worker<'_> {
                     if self.accept_exhausted(result, ctx.now_ms) {
                         continue;
                     }
-                    let (config, shared) = (self.config, self.shared);
-                    accepted(
-                        result,
-                        &mut self.slots,
-                        &mut self.free,
-                        config,
-                        policy,
-                        shared,
-                        ctx.now_ms,
-                    );
+                    self.accepted(result, policy, ctx.now_ms);
                 }
                 KIND_TICK => self.tick_busy = false,
                 KIND_CANCEL => {}
@@ -421,17 +511,18 @@ impl Worker<'_> {
                     } else if kind == KIND_SENDMSG {
                         slot.send_busy = false;
                         self.bodies.borrowed -= 1;
-                        sent_batch(slot, result, ctx.now_ms, &self.bodies, &mut self.scratch);
+                        let scratch = &mut self.scratch;
+                        sent_batch(slot, result, ctx, &self.bodies, scratch);
                     } else {
                         slot.send_busy = false;
-                        sent(slot, result, ctx.now_ms);
+                        sent(slot, result, ctx);
                     }
                 }
                 _ => unreachable!("unknown completion kind {kind}"),
             }
         }
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            if finish(slot, policy, ctx.now_ms, self.config, self.shared) {
+            if finish(slot, policy, ctx, self.config, self.shared) {
                 self.free.push(u32::try_from(index).expect("slots fit u32"));
             }
         }
@@ -485,6 +576,7 @@ fn arm(
         let mut batch = Batch::new(&mut slot.send, &mut slot.parts, bodies);
         conn.transmit(ctx, &mut batch);
         let (len, borrows, parts) = (batch.len(), batch.borrows(), batch.parts().len());
+        add(&ctx.counters.frames, batch.frames() as u64);
         if len == 0 {
             slot.progress_ms = ctx.now_ms;
         } else if borrows {
@@ -492,6 +584,7 @@ fn arm(
             slot.batch_len = len;
             if push_batch(sq, slot, index, bodies) {
                 bodies.borrowed += 1;
+                add(&ctx.counters.batches, 1);
             } else {
                 // No room in the submission queue: send the batch from the own buffer.
                 spill(slot, 0, bodies, None);
@@ -514,6 +607,7 @@ fn arm(
         // completion (rule 1); the fd stays open while it is in flight (rule 2).
         if unsafe { sq.push(&send) }.is_ok() {
             slot.send_busy = true;
+            add(&ctx.counters.sends, 1);
         }
     }
     if !slot.recv_busy && conn.closed().is_none() && !slot.shut {
@@ -565,7 +659,13 @@ fn push_batch(
 }
 
 /// A batch `sendmsg` completed.
-fn sent_batch(slot: &mut Slot, result: i32, now_ms: u64, bodies: &Bodies, scratch: &mut [u8]) {
+fn sent_batch(
+    slot: &mut Slot,
+    result: i32,
+    ctx: &Context<'_>,
+    bodies: &Bodies,
+    scratch: &mut [u8],
+) {
     if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
         return; // Evicted or failed meanwhile: the rest is dropped.
     }
@@ -580,10 +680,12 @@ fn sent_batch(slot: &mut Slot, result: i32, now_ms: u64, bodies: &Bodies, scratc
             return;
         }
     };
+    add(&ctx.counters.bytes, taken as u64);
     if taken > 0 {
-        slot.progress_ms = now_ms;
+        slot.progress_ms = ctx.now_ms;
     }
     if taken < slot.batch_len {
+        add(&ctx.counters.spills, 1);
         // The socket is full: the rest waits in the slot's own buffer (the slow path).
         spill(slot, taken, bodies, Some(scratch));
     }
@@ -618,74 +720,6 @@ fn spill(slot: &mut Slot, taken: usize, bodies: &Bodies, scratch: Option<&mut [u
     slot.batch_len = 0;
     slot.send_off = 0;
     slot.send_len = rest;
-}
-
-fn accepted(
-    result: i32,
-    slots: &mut [Slot],
-    free: &mut Vec<u32>,
-    config: &NetConfig,
-    policy: &Policy,
-    shared: &Shared,
-    now_ms: u64,
-) {
-    if result == -libc::ECANCELED {
-        return; // Shutting down.
-    }
-    if result < 0 {
-        // ECONNABORTED and the like: the connection is gone; accept the next one.
-        tracing::debug!(errno = -result, "accept failed");
-        return;
-    }
-    // SAFETY: a successful accept returns a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(result) };
-    let socket = socket2::Socket::from(fd);
-    let peer = socket
-        .peer_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map(|a| a.ip());
-    let allowed = config.allow.is_empty() || peer.is_some_and(|ip| allowed(&config.allow, ip));
-    let mut over_cap = shared.open.fetch_add(1, Ordering::AcqRel) >= shared.cap;
-    if over_cap && allowed && evict_idle(slots, now_ms, policy.idle_timeout_ms) {
-        // S-11: an idle connection of this worker makes room; it is freed once closed.
-        shared.evicted.fetch_add(1, Ordering::Relaxed);
-        over_cap = false;
-    }
-    let per_source =
-        !over_cap && allowed && peer.is_none_or(|ip| shared.admit(ip, config.per_source_max));
-    let slot_free = !free.is_empty();
-    if !allowed || over_cap || !per_source || !slot_free {
-        if per_source && allowed && !over_cap {
-            if let Some(ip) = peer {
-                shared.release(ip, config.per_source_max);
-            }
-        }
-        shared.open.fetch_sub(1, Ordering::AcqRel);
-        shared.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            ?peer,
-            allowed,
-            over_cap,
-            per_source,
-            "connection refused (S-8, S-9, S-11)"
-        );
-        return; // Dropping the socket closes it at once.
-    }
-    let _ = socket.set_nodelay(true);
-    let _ = socket.set_send_buffer_size(config.socket_send_buffer);
-    let index = free.pop().expect("checked above");
-    let permitted = peer.map_or(Permitted::ALL, |ip| permitted_for(&config.requestors, ip));
-    shared.accepted.fetch_add(1, Ordering::Relaxed);
-    let slot = &mut slots[index as usize];
-    slot.fd = socket.into_raw_fd();
-    slot.generation = slot.generation.wrapping_add(1);
-    slot.conn = Some(Connection::new(policy, permitted, now_ms));
-    slot.peer = peer;
-    slot.send_len = 0;
-    slot.send_off = 0;
-    slot.progress_ms = now_ms;
-    slot.shut = false;
 }
 
 /// Close one connection that answered its queries and has only waited since, for at least
@@ -728,7 +762,7 @@ fn received(slot: &mut Slot, result: i32, ctx: &Context<'_>) {
     }
 }
 
-fn sent(slot: &mut Slot, result: i32, now_ms: u64) {
+fn sent(slot: &mut Slot, result: i32, ctx: &Context<'_>) {
     if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
         // Evicted or failed meanwhile: what remains is dropped, whatever this send did.
         slot.send_off = slot.send_len;
@@ -737,8 +771,9 @@ fn sent(slot: &mut Slot, result: i32, now_ms: u64) {
     match usize::try_from(result) {
         Ok(n) => {
             slot.send_off = (slot.send_off + n).min(slot.send_len);
+            add(&ctx.counters.bytes, n as u64);
             if n > 0 {
-                slot.progress_ms = now_ms;
+                slot.progress_ms = ctx.now_ms;
             }
         }
         // EPIPE, ECONNRESET: close quietly (S-63).
@@ -755,13 +790,14 @@ fn sent(slot: &mut Slot, result: i32, now_ms: u64) {
 fn finish(
     slot: &mut Slot,
     policy: &Policy,
-    now_ms: u64,
+    ctx: &Context<'_>,
     config: &NetConfig,
     shared: &Shared,
 ) -> bool {
     let Some(conn) = &mut slot.conn else {
         return false;
     };
+    let now_ms = ctx.now_ms;
     conn.check_timeout(policy, now_ms);
     let timeout = if conn.is_active() {
         config.send_timeout_active_ms
@@ -771,7 +807,7 @@ fn finish(
     let blocked = slot.send_off < slot.send_len && now_ms >= slot.progress_ms + timeout;
     if blocked && conn.closed().is_none() {
         // S-61, S-62: the requestor stopped draining.
-        shared.evicted.fetch_add(1, Ordering::Relaxed);
+        add(&ctx.counters.evicted_send, 1);
         conn.abort(CloseReason::SendTimeout);
         slot.send_off = slot.send_len;
     }
@@ -791,7 +827,10 @@ fn finish(
     // SAFETY: nothing is in flight on this descriptor and the slot owns it.
     drop(unsafe { OwnedFd::from_raw_fd(slot.fd) });
     slot.fd = -1;
-    slot.conn = None;
+    if let Some(reason) = slot.conn.take().and_then(|c| c.closed()) {
+        ctx.counters.close(reason);
+    }
+    ctx.counters.open.fetch_sub(1, Ordering::Relaxed);
     if let Some(ip) = slot.peer.take() {
         shared.release(ip, config.per_source_max);
     }

@@ -66,6 +66,8 @@ pub struct ActiveSession {
     last_sent_ms: u64,
     idle_timeout_ms: u64,
     ended: bool,
+    /// How the catch-up ended (CatchUpComplete or DataMissing), until the worker counts it.
+    catch_up_end: Option<StatusCode>,
     /// Bindings sent.
     pub sent: u64,
 }
@@ -108,6 +110,7 @@ impl ActiveSession {
             last_sent_ms: now_ms,
             idle_timeout_ms,
             ended: false,
+            catch_up_end: reply_status,
             sent: 0,
         }
     }
@@ -115,6 +118,11 @@ impl ActiveSession {
     /// True while the catch-up has not completed.
     pub const fn catching_up(&self) -> bool {
         self.catching_up
+    }
+
+    /// How the catch-up ended, once (for the worker's counters).
+    pub fn take_catch_up_end(&mut self) -> Option<StatusCode> {
+        self.catch_up_end.take()
     }
 
     /// When the next keepalive is due (monotonic ms), for the worker's timer.
@@ -306,6 +314,7 @@ impl ActiveSession {
             }
             self.pending
                 .push(Pending::Status(StatusCode::CatchUpComplete));
+            self.catch_up_end = Some(StatusCode::CatchUpComplete);
         }
     }
 
@@ -315,6 +324,7 @@ impl ActiveSession {
             self.catching_up = false;
             self.cursors = live_cursors(readers);
             self.pending.push(Pending::Status(StatusCode::DataMissing));
+            self.catch_up_end = Some(StatusCode::DataMissing);
         } else {
             // The requestor fell behind the retained history: no silent gap.
             tracing::warn!(shard, "active requestor fell behind the history horizon");

@@ -58,6 +58,8 @@ pub struct BulkSession {
     state: State,
     /// Bindings sent so far.
     pub sent: u64,
+    /// Frames written (REPLY, DATA, DONE).
+    pub frames: u64,
     body: Box<[u8]>,
 }
 
@@ -75,6 +77,7 @@ impl BulkSession {
             shard: 0,
             state: State::Reply,
             sent: 0,
+            frames: 0,
             body: vec![0; CLIENT_DATA_MAX].into_boxed_slice(),
         }
     }
@@ -106,6 +109,7 @@ impl BulkSession {
             };
             written += len;
             frames += 1;
+            self.frames += 1;
             self.advance(body_len.is_some());
         }
         let progress = if self.state == State::Done {

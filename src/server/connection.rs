@@ -29,6 +29,7 @@ use super::active::{self, ActiveSession};
 use super::bulk::{self, BulkSession};
 use super::out::Batch;
 use super::select::Selection;
+use crate::metrics::{add, Counters};
 
 /// Server-wide settings a connection follows (from the configuration, protocol.md §5).
 #[derive(Clone, Debug)]
@@ -258,14 +259,14 @@ impl Connection {
         let query = message.and_then(|m| parse_query(&m, ctx.server_id()));
         match query {
             Ok(query) => self.start_query(&query, ctx),
-            Err(error) => self.refuse_error(error, xid, requestor.as_ref(), ctx),
+            Err(error) => self.refuse_error(error, (msg_type, xid), requestor.as_ref(), ctx),
         }
     }
 
     fn refuse_error(
         &mut self,
         error: Error,
-        xid: Xid,
+        (msg_type, xid): (MessageType, Xid),
         requestor: Option<&DuidBuf>,
         ctx: &Context<'_>,
     ) {
@@ -273,7 +274,11 @@ impl Connection {
             Disposition::Discard => {}
             Disposition::Close => self.close_now(CloseReason::Protocol(error.reason())),
             // The query did not parse, so whether it asked for LQ_BASE_TIME is unknown.
-            Disposition::Refuse(status) => self.refuse(status, xid, requestor, None, true, ctx),
+            Disposition::Refuse(status) => {
+                let active = msg_type == MessageType::ActiveLeasequery;
+                ctx.counters.query(active, 0, Some(status));
+                self.refuse(status, xid, requestor, None, true, ctx);
+            }
         }
     }
 
@@ -313,7 +318,12 @@ impl Connection {
         let requestor = DuidBuf::new(query.requestor.bytes());
         let policy = ctx.policy;
         let base_time = query.wants_base_time().then_some(ctx.now);
+        let active = query.kind == QueryKind::Active;
+        let type_index = query
+            .filter
+            .map_or(6, |f| usize::from(query_type(f.key).code()));
         let refuse = |this: &mut Self, status: StatusCode, close: bool| {
+            ctx.counters.query(active, type_index, Some(status));
             this.refuse(status, query.xid, requestor.as_ref(), base_time, close, ctx);
         };
         if self.is_active() {
@@ -339,6 +349,7 @@ impl Connection {
             return refuse(self, status, true); // S-31..S-35: NotConfigured
         }
         self.queries += 1;
+        ctx.counters.query(active, type_index, None);
         let requestor = query.requestor.bytes();
         self.running = match query.kind {
             QueryKind::Bulk => Running::Bulk(Box::new(BulkSession::new(
@@ -397,6 +408,7 @@ impl Connection {
             Running::None => {}
             Running::Bulk(session) => {
                 let mut progress = bulk::Progress::More;
+                let frames_before = session.frames;
                 let filled = batch.write_own(0, |out| {
                     let (n, p) =
                         session.fill(ctx.readers, server_id, ctx.now, out, BULK_FRAMES_MAX);
@@ -404,6 +416,7 @@ impl Connection {
                     Ok::<_, std::convert::Infallible>(n)
                 });
                 let Ok(_) = filled;
+                add(&ctx.counters.frames, session.frames - frames_before);
                 if progress == bulk::Progress::Done {
                     self.running = Running::None;
                     self.waiting_since_ms = ctx.now_ms;
@@ -412,6 +425,11 @@ impl Connection {
             }
             Running::Active(session) => {
                 let progress = session.fill(ctx.readers, server_id, ctx.now, ctx.now_ms, batch);
+                match session.take_catch_up_end() {
+                    Some(StatusCode::CatchUpComplete) => add(&ctx.counters.catch_up_complete, 1),
+                    Some(_) => add(&ctx.counters.data_missing, 1),
+                    None => {}
+                }
                 if progress == active::Progress::Ended {
                     self.closing = Some(CloseReason::QueryTerminated);
                 }
@@ -435,6 +453,8 @@ pub struct Context<'a> {
     pub now: u32,
     /// Monotonic milliseconds now.
     pub now_ms: u64,
+    /// The worker's counters (architecture.md, "Observability").
+    pub counters: &'a Counters,
 }
 
 impl Context<'_> {

@@ -99,6 +99,8 @@ pub struct Bodies {
     /// Bodies copied into a connection's own buffer because the arena or its index was
     /// full.
     pub copied: u64,
+    /// Samples the delivery latency of each record when its body is first built.
+    pub sampler: Option<crate::metrics::Sampler>,
 }
 
 impl Bodies {
@@ -118,6 +120,7 @@ impl Bodies {
             hits: 0,
             built: 0,
             copied: 0,
+            sampler: None,
         }
     }
 
@@ -194,6 +197,9 @@ impl Bodies {
         assert!(len <= BODY_MAX, "a body is at most BODY_MAX");
         self.used += len;
         self.built += 1;
+        if let Some(sampler) = &mut self.sampler {
+            sampler.sample(usize::from(key.shard), key.sequence);
+        }
         self.entries += 1;
         let part = Part {
             shared: true,

@@ -264,6 +264,11 @@ impl Shard {
         }
     }
 
+    /// The sequence number the next record will get (the last written is one less).
+    pub fn next_sequence(&self) -> u64 {
+        self.log.next_sequence()
+    }
+
     /// A reader handle for cursors on other threads.
     pub fn reader(&self) -> LogReader {
         self.log.reader()

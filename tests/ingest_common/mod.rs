@@ -213,7 +213,7 @@ impl Ingest {
         let mut total = 0;
         for (shard, queue) in self.shards.iter_mut().zip(&self.queues) {
             loop {
-                let (taken, _) = drain(shard, queue, now, 1024);
+                let (taken, _) = drain(shard, queue, now, 1024, None);
                 total += taken;
                 if taken == 0 {
                     break;

@@ -190,14 +190,20 @@ fn config_text(dir: &std::path::Path, port: u16, server: &[(&str, &str)]) -> Str
             None => settings.push((key, value)),
         }
     }
+    // `metrics_listen` is `[metrics] listen` (off unless a test asks: tests run in parallel).
+    let metrics = settings
+        .iter()
+        .find(|(k, _)| *k == "metrics_listen")
+        .map_or("\"\"", |(_, v)| v);
     // An empty value leaves the key out: lqd's own default applies.
     let server: String = settings
         .iter()
-        .filter(|(_, v)| !v.is_empty())
+        .filter(|(k, v)| !v.is_empty() && *k != "metrics_listen")
         .map(|(k, v)| format!("{k} = {v}\n"))
         .collect();
     format!(
-        "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
+        "[metrics]\nlisten = {metrics}\n\
+         [store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
          segments_max = 16\nclients_max = 10000\naddresses_max = 10000\nprefixes_max = 1000\n\
          [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 20\n\
          [server]\nlisten = \"127.0.0.1:{port}\"\ntick_ms = 2\n{server}\

@@ -157,7 +157,8 @@ impl Setup {
             links += &format!("[[links]]\nsubnet_id = {id}\nprefix = \"{prefix}\"\n");
         }
         format!(
-            "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = {segment}\n\
+            "[metrics]\nlisten = \"\"\n\
+             [store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = {segment}\n\
              segments_max = 16\nclients_max = {cap}\naddresses_max = {cap}\n\
              prefixes_max = {cap}\n\
              [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 20\n\
