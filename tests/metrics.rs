@@ -2,66 +2,23 @@
 //! exposition passes `promtool check metrics`, and the counters, gauges and the merged
 //! latency histogram move with what requestors and the Kea journal do.
 
+#[path = "common/scrape.rs"]
+mod scrape;
 mod server_common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lqd::wire::build::QueryOut;
 use lqd::wire::{MessageType, OptionCode};
+use scrape::{http, scrape, sum};
 use server_common::{active, bulk, duid, Lqd, Row};
 
 /// A port free right now (lqd binds it a moment later; a clash makes the start retry).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").port()
-}
-
-/// One HTTP request; the status line and the body.
-fn http(port: u16, request: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("request");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP head");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
-fn scrape(port: u16) -> String {
-    let (status, body) = http(port, "GET /metrics HTTP/1.1\r\nHost: lqd\r\n\r\n");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    body
-}
-
-/// Sum of the samples of `name` whose labels include every `want` pair.
-fn sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
-    let mut total = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').expect("name value");
-        let (metric, labels) = series.split_once('{').unwrap_or((series, "}"));
-        if metric != name {
-            continue;
-        }
-        let labels: HashMap<&str, &str> = labels
-            .trim_end_matches('}')
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k, v.trim_matches('"')))
-            .collect();
-        if want.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            total += value.parse::<f64>().expect("a number");
-        }
-    }
-    total
 }
 
 fn promtool(text: &str) {

@@ -28,6 +28,8 @@
 //! path and one frame in [`FULL_PARSE_EVERY`] (and every non-DATA frame) is validated in
 //! full with `lqd::wire::Message::parse`.
 
+#[path = "common/scrape.rs"]
+mod scrape;
 mod server_peer;
 
 use std::io::Read;
@@ -443,8 +445,9 @@ impl Run {
     }
 }
 
-fn setup(port: u16, scale: &Scale) -> Setup {
+fn setup(port: u16, metrics: u16, scale: &Scale) -> Setup {
     let mut setup = Setup::new(&format!("127.0.0.1:{port}"));
+    setup.metrics = format!("127.0.0.1:{metrics}");
     // Headroom over the requestors: each worker gets connections_max / workers slots and
     // SO_REUSEPORT need not split the connections evenly.
     let connections_max = scale.requestors + scale.requestors / 5;
@@ -511,6 +514,33 @@ fn print_figures(reports: &[Report], scale: &Scale, times: (Instant, Instant, In
     );
 }
 
+/// The zero-copy fan-out (architecture.md, "Fan-out" 2): bodies are built once per worker
+/// and second and shared by the connections sending them; sends are batched.
+fn check_sharing(text: &str, scale: &Scale) {
+    let bodies = |outcome| scrape::sum(text, "lqd_shared_bodies_total", &[("outcome", outcome)]);
+    let (built, shared, copied) = (bodies("built"), bodies("shared"), bodies("copied"));
+    let frames = scrape::sum(text, "lqd_frames_sent_total", &[]);
+    let enters = scrape::sum(text, "lqd_io_uring_enter_total", &[]);
+    let send = |kind| scrape::sum(text, "lqd_send_operations_total", &[("kind", kind)]);
+    eprintln!(
+        "fan-out: bodies built {built}, shared {shared}, copied {copied}; {frames} frames in \
+         {} batch sendmsg + {} plain sends ({} spilled); {enters} io_uring_enter ({:.4} per \
+         frame)",
+        send("batch"),
+        send("plain"),
+        send("spill"),
+        enters / frames
+    );
+    // Every change goes to every requestor: with the connections split over two workers,
+    // a body is built at most once per worker and second and copied only when the arena
+    // is full, so shares outnumber builds by far.
+    let sends_per_body = (shared + built + copied) / built.max(1.0);
+    assert!(
+        sends_per_body >= (scale.requestors / 10) as f64,
+        "bodies were not shared: built {built}, shared {shared}, copied {copied}"
+    );
+}
+
 /// (soft, hard) limit on open files of this process, from /proc/self/limits.
 fn fd_limits() -> (u64, u64) {
     let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
@@ -547,8 +577,8 @@ fn fan_out(scale: &'static Scale) {
     ensure_fd_limit(scale.requestors as u64 + 1024);
     let dir = tempfile::tempdir().expect("temp dir");
     let journal = Journal::create(dir.path(), &[]);
-    let port = free_port();
-    let lqd = Lqd::start(dir.path(), &journal, &setup(port, scale));
+    let (port, metrics) = (free_port(), free_port());
+    let lqd = Lqd::start(dir.path(), &journal, &setup(port, metrics, scale));
     let progress = Arc::new(Progress::default());
     let mut run = Run {
         scale,
@@ -568,8 +598,10 @@ fn fan_out(scale: &'static Scale) {
         connect_start.elapsed().as_secs_f64()
     );
     let times = run.inject();
-    // A quiet moment in which a duplicate would show up, then shutdown (S-59).
-    std::thread::sleep(Duration::from_millis(500));
+    // A quiet moment in which a duplicate would show up (and the workers publish their
+    // figures), then shutdown (S-59).
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = scrape::scrape(metrics);
     let status = run.lqd.terminate(Duration::from_secs(30));
     let reports: Vec<Report> = threads
         .into_iter()
@@ -577,6 +609,7 @@ fn fan_out(scale: &'static Scale) {
         .collect();
     print_figures(&reports, scale, times);
     check(&reports, scale);
+    check_sharing(&text, scale);
     assert!(status.success(), "lqd exited with {status}");
     let delivery = times.2 - times.0;
     assert!(delivery <= DELIVERY_LIMIT, "delivery took {delivery:?}");

@@ -136,6 +136,8 @@ pub struct Setup {
     pub segment_bytes: usize,
     /// `[[links]]`: (subnet id, prefix).
     pub links: Vec<(u32, String)>,
+    /// `[metrics] listen`; empty = off.
+    pub metrics: String,
 }
 
 impl Setup {
@@ -148,6 +150,7 @@ impl Setup {
             capacity: 1000,
             segment_bytes: 1 << 20,
             links: vec![(1, "2001:db8:1::/64".to_owned())],
+            metrics: String::new(),
         }
     }
 
@@ -157,7 +160,7 @@ impl Setup {
             links += &format!("[[links]]\nsubnet_id = {id}\nprefix = \"{prefix}\"\n");
         }
         format!(
-            "[metrics]\nlisten = \"\"\n\
+            "[metrics]\nlisten = \"{metrics}\"\n\
              [store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = {segment}\n\
              segments_max = 16\nclients_max = {cap}\naddresses_max = {cap}\n\
              prefixes_max = {cap}\n\
@@ -170,6 +173,7 @@ impl Setup {
             journal = journal.display(),
             listen = self.listen,
             server = self.server,
+            metrics = self.metrics,
         )
     }
 }
