@@ -373,3 +373,59 @@ fn permissions_timeouts_and_end_of_stream() {
     conn.received(0, &lab.ctx(0));
     assert_eq!(conn.closed(), Some(CloseReason::PeerClosed));
 }
+
+/// A worker recycles each slot's connection: after `reopen` nothing of the old connection
+/// shows (query count, a failed stream, a running stream).
+#[test]
+fn a_reopened_connection_starts_clean() {
+    let lab = Lab::new(true, true);
+    let mut conn = lab.connection();
+    // Three queries (the limit, S-12), then the fourth is refused and closes.
+    for xid in 1..=3 {
+        let frames = lab.exchange(
+            &mut conn,
+            &query(MessageType::Leasequery, xid, all_bindings(), None),
+        );
+        assert_eq!(
+            summary(&frames[0]),
+            (MessageType::LeasequeryReply, xid, None)
+        );
+    }
+    let frames = lab.exchange(
+        &mut conn,
+        &query(MessageType::Leasequery, 4, all_bindings(), None),
+    );
+    assert_eq!(summary(&frames[0]).2, Some(StatusCode::QueryTerminated));
+    assert!(conn.closed().is_some());
+    conn.reopen(Permitted::ALL, 0);
+    assert_eq!(conn.closed(), None);
+    let frames = lab.exchange(
+        &mut conn,
+        &query(MessageType::Leasequery, 5, all_bindings(), None),
+    );
+    assert_eq!(
+        summary(&frames[0]),
+        (MessageType::LeasequeryReply, 5, None),
+        "count reset"
+    );
+    // An Active stream, then a framing error; the next connection on the slot is clean.
+    let frames = lab.exchange(
+        &mut conn,
+        &query(MessageType::ActiveLeasequery, 6, None, None),
+    );
+    assert_eq!(summary(&frames[0]), (MessageType::LeasequeryReply, 6, None));
+    assert!(conn.is_active());
+    lab.exchange(&mut conn, &[0, 1, 0]);
+    assert!(matches!(conn.closed(), Some(CloseReason::Protocol(_))));
+    conn.reopen(Permitted::ALL, 0);
+    assert!(
+        !conn.is_active(),
+        "the stream ended with the old connection"
+    );
+    let frames = lab.exchange(
+        &mut conn,
+        &query(MessageType::ActiveLeasequery, 7, None, None),
+    );
+    assert_eq!(summary(&frames[0]), (MessageType::LeasequeryReply, 7, None));
+    assert_eq!(conn.closed(), None, "the decoder's failure was forgotten");
+}

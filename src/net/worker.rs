@@ -159,6 +159,9 @@ struct Slot {
     shut: bool,
     /// The requestor's address.
     peer: Option<IpAddr>,
+    /// The connection of the slot while it is free: buffers and sessions are reused by the
+    /// next connection (no allocation per accept or per query).
+    spare: Option<Connection>,
 }
 
 /// What a worker is given besides its settings.
@@ -197,7 +200,7 @@ pub fn run(
         index,
     } = parts;
     let counters = &registry.workers[index];
-    let mut worker = Worker::new(listener, doorbell, config, shared, counters)?;
+    let mut worker = Worker::new(listener, doorbell, config, (shared, counters), policy)?;
     worker.bodies.sampler = Some(Sampler::new(Arc::clone(&registry), index));
     let mut published_at = 0;
     let started = Instant::now();
@@ -255,8 +258,8 @@ impl<'a> Worker<'a> {
         listener: OwnedFd,
         doorbell: Option<RawFd>,
         config: &'a NetConfig,
-        shared: &'a Shared,
-        counters: &'a Counters,
+        (shared, counters): (&'a Shared, &'a Counters),
+        policy: &Policy,
     ) -> io::Result<Self> {
         let entries = u32::try_from(config.slots * 2 + 8)
             .unwrap_or(u32::MAX)
@@ -267,7 +270,7 @@ impl<'a> Worker<'a> {
             .setup_cqsize(entries * 2)
             .build(entries)?;
         let slots = (0..config.slots)
-            .map(|_| Slot::new(config.send_buffer))
+            .map(|_| Slot::new(config.send_buffer, policy))
             .collect();
         let slots_max = u32::try_from(config.slots).expect("slots fit u32");
         Ok(Worker {
@@ -467,7 +470,13 @@ impl Worker<'_> {
         let slot = &mut slots[index as usize];
         slot.fd = socket.into_raw_fd();
         slot.generation = slot.generation.wrapping_add(1);
-        slot.conn = Some(Connection::new(policy, permitted, now_ms));
+        slot.conn = Some(match slot.spare.take() {
+            Some(mut conn) => {
+                conn.reopen(permitted, now_ms);
+                conn
+            }
+            None => Connection::new(policy, permitted, now_ms),
+        });
         slot.peer = peer;
         slot.send_len = 0;
         slot.send_off = 0;
@@ -530,7 +539,8 @@ impl Worker<'_> {
 }
 
 impl Slot {
-    fn new(send_buffer: usize) -> Self {
+    /// A free slot, its connection allocated at startup.
+    fn new(send_buffer: usize, policy: &Policy) -> Self {
         Self {
             fd: -1,
             generation: 0,
@@ -556,6 +566,7 @@ impl Slot {
             progress_ms: 0,
             shut: false,
             peer: None,
+            spare: Some(Connection::new(policy, Permitted::ALL, 0)),
         }
     }
 }
@@ -827,9 +838,10 @@ fn finish(
     // SAFETY: nothing is in flight on this descriptor and the slot owns it.
     drop(unsafe { OwnedFd::from_raw_fd(slot.fd) });
     slot.fd = -1;
-    if let Some(reason) = slot.conn.take().and_then(|c| c.closed()) {
+    if let Some(reason) = slot.conn.as_ref().and_then(Connection::closed) {
         ctx.counters.close(reason);
     }
+    slot.spare = slot.conn.take();
     ctx.counters.open.fetch_sub(1, Ordering::Relaxed);
     if let Some(ip) = slot.peer.take() {
         shared.release(ip, config.per_source_max);

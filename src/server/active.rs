@@ -29,6 +29,9 @@ use super::select::Selection;
 
 pub use super::out::BODY_MAX;
 
+/// Messages that can wait at once: the REPLY, a status DATA and DONE (and one spare).
+const PENDING_MAX: usize = 4;
+
 /// Records a session examines per [`ActiveSession::fill`] call.
 pub const SCAN_PER_FILL_MAX: usize = 16_384;
 
@@ -82,37 +85,63 @@ impl ActiveSession {
         now_ms: u64,
         idle_timeout_ms: u64,
     ) -> Self {
-        let since = selection.start_time;
-        let starts: Option<Vec<Cursor>> = since.and_then(|since| {
-            readers
-                .iter()
-                .map(|r| Cursor::catch_up(r, since))
-                .collect::<Option<Vec<_>>>()
-        });
-        let (cursors, reply_status, catching_up) = match (since, starts) {
-            (Some(_), Some(cursors)) => (cursors, None, true),
-            // S-54: some shard's history does not reach back: DataMissing, live from now.
-            (Some(_), None) => (live_cursors(readers), Some(StatusCode::DataMissing), false),
-            (None, _) => (live_cursors(readers), None, false),
-        };
-        Self {
+        let mut session = Self {
             xid,
             requestor: DuidBuf::new(requestor).expect("a validated query has a DUID"),
-            selection,
-            cursors,
+            selection: selection.clone(),
+            cursors: Vec::with_capacity(readers.len()),
             shard: 0,
-            catching_up,
-            pending: {
-                let mut pending = Vec::with_capacity(4);
-                pending.push(Pending::Reply(reply_status));
-                pending
-            },
+            catching_up: false,
+            pending: Vec::with_capacity(PENDING_MAX),
             last_sent_ms: now_ms,
             idle_timeout_ms,
             ended: false,
-            catch_up_end: reply_status,
+            catch_up_end: None,
             sent: 0,
+        };
+        session.restart(xid, requestor, selection, readers, now_ms);
+        session
+    }
+
+    /// Drop the cursors (and the log segments they hold) while the session waits for its
+    /// next query; their vector keeps its capacity.
+    pub fn release(&mut self) {
+        self.cursors.clear();
+    }
+
+    /// Serve another query with this session's buffers (nothing is allocated).
+    pub fn restart(
+        &mut self,
+        xid: Xid,
+        requestor: &[u8],
+        selection: Selection,
+        readers: &[LogReader],
+        now_ms: u64,
+    ) {
+        self.xid = xid;
+        self.requestor = DuidBuf::new(requestor).expect("a validated query has a DUID");
+        let start_time = selection.start_time;
+        self.selection = selection;
+        self.cursors.clear();
+        let mut reply_status = None;
+        self.catching_up = false;
+        if let Some(since) = start_time {
+            let starts = readers.iter().map_while(|r| Cursor::catch_up(r, since));
+            self.cursors.extend(starts);
+            self.catching_up = self.cursors.len() == readers.len();
+            // S-54: some shard's history does not reach back: DataMissing, live from now.
+            reply_status = (!self.catching_up).then_some(StatusCode::DataMissing);
         }
+        if !self.catching_up {
+            set_live(&mut self.cursors, readers);
+        }
+        self.shard = 0;
+        self.pending.clear();
+        self.pending.push(Pending::Reply(reply_status));
+        self.last_sent_ms = now_ms;
+        self.ended = false;
+        self.catch_up_end = reply_status;
+        self.sent = 0;
     }
 
     /// True while the catch-up has not completed.
@@ -322,7 +351,7 @@ impl ActiveSession {
         if self.catching_up {
             // S-55: DataMissing with BASE_TIME; catch-up is over, real time goes on.
             self.catching_up = false;
-            self.cursors = live_cursors(readers);
+            set_live(&mut self.cursors, readers);
             self.pending.push(Pending::Status(StatusCode::DataMissing));
             self.catch_up_end = Some(StatusCode::DataMissing);
         } else {
@@ -334,9 +363,8 @@ impl ActiveSession {
     }
 }
 
-fn live_cursors(readers: &[LogReader]) -> Vec<Cursor> {
-    readers
-        .iter()
-        .map(|r| Cursor::at_end(r, Mode::Live))
-        .collect()
+/// Every shard's cursor at its committed end, live (into the session's own vector).
+fn set_live(cursors: &mut Vec<Cursor>, readers: &[LogReader]) {
+    cursors.clear();
+    cursors.extend(readers.iter().map(|r| Cursor::at_end(r, Mode::Live)));
 }

@@ -66,20 +66,45 @@ pub struct BulkSession {
 impl BulkSession {
     /// A session for a validated query over the shards behind `readers`.
     pub fn new(xid: Xid, requestor: &[u8], selection: Selection, readers: &[LogReader]) -> Self {
-        Self {
+        let mut session = Self {
             xid,
             requestor: DuidBuf::new(requestor).expect("a validated query has a DUID"),
-            selection,
-            cursors: readers
-                .iter()
-                .map(|r| Cursor::at_start(r, Mode::Latest))
-                .collect(),
+            selection: selection.clone(),
+            cursors: Vec::with_capacity(readers.len()),
             shard: 0,
             state: State::Reply,
             sent: 0,
             frames: 0,
             body: vec![0; CLIENT_DATA_MAX].into_boxed_slice(),
-        }
+        };
+        session.restart(xid, requestor, selection, readers);
+        session
+    }
+
+    /// Drop the cursors (and the log segments they hold) while the session waits for its
+    /// next query; their vector keeps its capacity.
+    pub fn release(&mut self) {
+        self.cursors.clear();
+    }
+
+    /// Answer another query with this session's buffers (nothing is allocated).
+    pub fn restart(
+        &mut self,
+        xid: Xid,
+        requestor: &[u8],
+        selection: Selection,
+        readers: &[LogReader],
+    ) {
+        self.xid = xid;
+        self.requestor = DuidBuf::new(requestor).expect("a validated query has a DUID");
+        self.selection = selection;
+        self.cursors.clear();
+        let starts = readers.iter().map(|r| Cursor::at_start(r, Mode::Latest));
+        self.cursors.extend(starts);
+        self.shard = 0;
+        self.state = State::Reply;
+        self.sent = 0;
+        self.frames = 0;
     }
 
     /// Write whole frames into `out` (at most `frames_max` of them) at server time `now`.

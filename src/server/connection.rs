@@ -129,8 +129,9 @@ pub struct Connection {
     closing: Option<CloseReason>,
     /// True once the connection must not be used any more.
     closed: Option<CloseReason>,
-    /// The query being handled, copied out of the decoder (message_size_max octets).
-    query: Box<[u8]>,
+    /// Sessions of finished queries, kept for the next query (no allocation per query).
+    spare_bulk: Option<Box<BulkSession>>,
+    spare_active: Option<Box<ActiveSession>>,
 }
 
 /// Most octets of control frames queued at once (a few REPLYs).
@@ -148,7 +149,36 @@ impl Connection {
             control: Vec::with_capacity(CONTROL_MAX),
             closing: None,
             closed: None,
-            query: vec![0; usize::from(policy.message_size_max)].into_boxed_slice(),
+            spare_bulk: None,
+            spare_active: None,
+        }
+    }
+
+    /// Make this finished connection a new one accepted at `now_ms`, keeping its buffers
+    /// and sessions (a worker recycles the connection of each slot).
+    pub fn reopen(&mut self, permitted: Permitted, now_ms: u64) {
+        self.decoder.reset();
+        self.retire_session();
+        self.permitted = permitted;
+        self.queries = 0;
+        self.waiting_since_ms = now_ms;
+        self.control.clear();
+        self.closing = None;
+        self.closed = None;
+    }
+
+    /// Keep the running session, if any, for the next query.
+    fn retire_session(&mut self) {
+        match std::mem::replace(&mut self.running, Running::None) {
+            Running::None => {}
+            Running::Bulk(mut session) => {
+                session.release();
+                self.spare_bulk = Some(session);
+            }
+            Running::Active(mut session) => {
+                session.release();
+                self.spare_active = Some(session);
+            }
         }
     }
 
@@ -228,20 +258,24 @@ impl Connection {
             if matches!(self.running, Running::Bulk(_)) {
                 return;
             }
-            // The frame is copied out of the decoder (whose buffer the next receive reuses)
-            // into this connection's query buffer: queries are small and rare, and no
-            // allocation is made.
-            let len = match self.decoder.next_frame() {
+            // The frame is handled in place: the decoder is taken out of the connection
+            // for the call (an empty stand-in allocates nothing) and put back after.
+            let mut decoder = std::mem::take(&mut self.decoder);
+            let more = match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    self.query[..frame.len()].copy_from_slice(frame);
-                    frame.len()
+                    self.handle_message(frame, ctx);
+                    true
                 }
-                Ok(None) => return,
-                Err(error) => return self.close_now(CloseReason::Protocol(error.reason())),
+                Ok(None) => false,
+                Err(error) => {
+                    self.close_now(CloseReason::Protocol(error.reason()));
+                    false
+                }
             };
-            let query = std::mem::take(&mut self.query);
-            self.handle_message(&query[..len], ctx);
-            self.query = query;
+            self.decoder = decoder;
+            if !more {
+                return;
+            }
         }
     }
 
@@ -351,21 +385,37 @@ impl Connection {
         self.queries += 1;
         ctx.counters.query(active, type_index, None);
         let requestor = query.requestor.bytes();
+        // A session of an earlier query is reused: allocation happens once per slot.
         self.running = match query.kind {
-            QueryKind::Bulk => Running::Bulk(Box::new(BulkSession::new(
-                query.xid,
-                requestor,
-                selection,
-                ctx.readers,
-            ))),
-            QueryKind::Active => Running::Active(Box::new(ActiveSession::new(
-                query.xid,
-                requestor,
-                selection,
-                ctx.readers,
-                ctx.now_ms,
-                policy.idle_timeout_ms,
-            ))),
+            QueryKind::Bulk => Running::Bulk(match self.spare_bulk.take() {
+                Some(mut session) => {
+                    session.restart(query.xid, requestor, selection, ctx.readers);
+                    session
+                }
+                None => Box::new(BulkSession::new(
+                    query.xid,
+                    requestor,
+                    selection,
+                    ctx.readers,
+                )),
+            }),
+            QueryKind::Active => {
+                let (now_ms, idle_ms) = (ctx.now_ms, policy.idle_timeout_ms);
+                Running::Active(match self.spare_active.take() {
+                    Some(mut session) => {
+                        session.restart(query.xid, requestor, selection, ctx.readers, now_ms);
+                        session
+                    }
+                    None => Box::new(ActiveSession::new(
+                        query.xid,
+                        requestor,
+                        selection,
+                        ctx.readers,
+                        now_ms,
+                        idle_ms,
+                    )),
+                })
+            }
         };
     }
 
@@ -418,7 +468,7 @@ impl Connection {
                 let Ok(_) = filled;
                 add(&ctx.counters.frames, session.frames - frames_before);
                 if progress == bulk::Progress::Done {
-                    self.running = Running::None;
+                    self.retire_session();
                     self.waiting_since_ms = ctx.now_ms;
                     self.handle_frames(ctx); // Queries that waited (S-12).
                 }

@@ -33,7 +33,29 @@ pub struct FrameDecoder {
     failed: Option<Error>,
 }
 
+/// A decoder with no buffer (nothing allocated): it yields no frame and has no spare
+/// space. Stands in while a connection borrows its real decoder.
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self {
+            buf: Box::default(),
+            start: 0,
+            end: 0,
+            message_size_max: u16::MAX,
+            failed: None,
+        }
+    }
+}
+
 impl FrameDecoder {
+    /// Forget everything buffered and any failure: the decoder of a new connection,
+    /// keeping its buffer.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.failed = None;
+    }
+
     /// A decoder for messages of at most `message_size_max` octets (at least 4).
     pub fn new(message_size_max: u16) -> Self {
         assert!(
