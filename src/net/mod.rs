@@ -35,6 +35,7 @@ pub fn probe() -> io::Result<()> {
         ("ACCEPT", opcode::Accept::CODE),
         ("RECV", opcode::Recv::CODE),
         ("SEND", opcode::Send::CODE),
+        ("SENDMSG", opcode::SendMsg::CODE),
         ("TIMEOUT", opcode::Timeout::CODE),
         ("READ", opcode::Read::CODE),
         ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
