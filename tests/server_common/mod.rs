@@ -219,15 +219,20 @@ impl Lqd {
     /// (values in TOML syntax; an empty value removes the key, leaving lqd's default).
     /// Returns once it serves and has loaded the snapshot.
     pub fn start(rows: &[Row], server: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(rows, server, &[])
+    }
+
+    /// [`Self::start`] with lqd run by `wrapper` (e.g. `prlimit --nofile=64:64`).
+    pub fn start_wrapped(rows: &[Row], server: &[(&str, &str)], wrapper: &[&str]) -> Self {
         for _ in 0..3 {
-            if let Some(lqd) = Self::try_start(rows, server) {
+            if let Some(lqd) = Self::try_start(rows, server, wrapper) {
                 return lqd;
             }
         }
         panic!("lqd did not start three times in a row");
     }
 
-    fn try_start(rows: &[Row], server: &[(&str, &str)]) -> Option<Self> {
+    fn try_start(rows: &[Row], server: &[(&str, &str)], wrapper: &[&str]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = dir.path().join("kea-leases6.csv");
         let body: String = rows.iter().map(Row::line).collect();
@@ -235,7 +240,13 @@ impl Lqd {
         let (reservation, port) = reserve_port();
         let config = dir.path().join("lqd.toml");
         std::fs::write(&config, config_text(dir.path(), port, server)).expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lqd"))
+        let lqd = env!("CARGO_BIN_EXE_lqd");
+        let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
+            Some((first, rest)) => (first, rest.iter().copied().chain([lqd]).collect()),
+            None => (lqd, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(args)
             .arg("--config")
             .arg(&config)
             .stderr(Stdio::piped())
@@ -275,6 +286,11 @@ impl Lqd {
             }
         }
         false
+    }
+
+    /// lqd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything lqd logged so far.
