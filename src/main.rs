@@ -130,13 +130,15 @@ fn spawn_workers(
     stop: &Arc<AtomicBool>,
     (doorbells, registry): (&Arc<Doorbells>, &Arc<Registry>),
 ) -> anyhow::Result<Vec<thread::JoinHandle<std::io::Result<Vec<Shard>>>>> {
-    let mut owned: Vec<Vec<Owned>> = (0..limits.workers).map(|_| Vec::new()).collect();
+    let mut owned: Vec<Vec<(usize, Owned)>> = (0..limits.workers).map(|_| Vec::new()).collect();
     for (i, mut shard) in shards.owned.drain(..).enumerate() {
         shard.stamp_into(Arc::clone(registry), i);
-        owned[i % limits.workers].push(shard);
+        owned[i % limits.workers].push((i, shard));
     }
+    let mut mail = mailboxes(limits);
     let mut workers = Vec::with_capacity(limits.workers);
     for (i, owned) in owned.into_iter().enumerate() {
+        let mail = mail.remove(0);
         let listener = lqd::net::worker::listener(limits.net.listen, 1024)
             .with_context(|| format!("listening on {}", limits.net.listen))?;
         let (policy, net, readers, links) = (
@@ -164,12 +166,11 @@ fn spawn_workers(
                             .store(true, std::sync::atomic::Ordering::Release);
                     })
                 };
-                let ring_others = || doorbells.ring_except(i);
                 let parts = lqd::net::worker::Parts {
                     listener,
-                    doorbell: Some(doorbells.fd(i)),
-                    ring_others: &ring_others,
+                    doorbells: &doorbells,
                     owned,
+                    mail,
                     registry,
                     index: i,
                 };
@@ -180,6 +181,24 @@ fn spawn_workers(
         workers.push(worker);
     }
     Ok(workers)
+}
+
+/// Every worker's mailboxes for index lookups (src/server/lookup.rs). An inbox holds what
+/// can be outstanding towards it: an answer for each shard per slot of
+/// its own, a question for each shard it owns per slot of every worker.
+fn mailboxes(limits: &Limits) -> Vec<lqd::net::worker::Mail> {
+    let slots = limits.net.slots * limits.workers;
+    let capacity = slots * limits.shards as usize + 1024;
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..limits.workers)
+        .map(|_| crossbeam_channel::bounded(capacity))
+        .unzip();
+    receivers
+        .into_iter()
+        .map(|inbox| lqd::net::worker::Mail {
+            inbox,
+            outboxes: senders.clone(),
+        })
+        .collect()
 }
 
 /// The shards, opened and recovered, with the queues the ingest thread feeds them through.

@@ -101,6 +101,12 @@ fn check_counters(text: &str) {
     assert_eq!(sum(text, "lqd_queries_total", &by_client), 1.0);
     let all = [("kind", "active"), ("type", "all"), accepted[0]];
     assert_eq!(sum(text, "lqd_queries_total", &all), 1.0);
+    let indexed = [("source", "index")];
+    assert_eq!(
+        sum(text, "lqd_bulk_answers_total", &indexed),
+        1.0,
+        "by client-id"
+    );
     assert!(sum(text, "lqd_connections_accepted_total", &[]) >= 3.0);
     assert_eq!(
         sum(text, "lqd_connections_open", &[]),

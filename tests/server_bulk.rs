@@ -6,6 +6,7 @@ mod store_common;
 use std::net::Ipv6Addr;
 
 use lqd::server::bulk::{BulkSession, Progress};
+use lqd::server::lookup::{lookup, FOUND_MAX};
 use lqd::server::select::Selection;
 use lqd::store::model::{Lease, LeaseState, RelayInfo};
 use lqd::store::{LeaseUpdate, LogReader, Shard};
@@ -98,12 +99,29 @@ fn query(q: QueryOut<'_>, start: Option<u32>, end: Option<u32>) -> Vec<u8> {
     buf[2..n].to_vec()
 }
 
-/// Run a session to completion with small output chunks; return the frames' messages.
-fn run(readers: &[LogReader], message: &[u8], now: u32) -> Vec<Vec<u8>> {
+/// Run a session to completion with small output chunks, answering its index lookups as
+/// the shards' owners would; return the frames' messages.
+fn run(shards: &[Shard], message: &[u8], now: u32) -> Vec<Vec<u8>> {
+    run_as(shards, message, now, true)
+}
+
+/// [`run`], with index lookups (`lookups`) or scanning the logs.
+fn run_as(shards: &[Shard], message: &[u8], now: u32, lookups: bool) -> Vec<Vec<u8>> {
+    let readers: Vec<LogReader> = shards.iter().map(Shard::reader).collect();
+    let readers = &readers[..];
     let message = Message::parse(message).unwrap();
     let q = parse_query(&message, &SERVER).unwrap();
     let selection = Selection::from_query(&q).unwrap();
     let mut session = BulkSession::new(q.xid, q.requestor.bytes(), selection, readers);
+    if let Some(key) = session.take_lookup(readers.len(), 0) {
+        if !lookups {
+            session.lookup_failed();
+        }
+        for (i, shard) in shards.iter().enumerate() {
+            let index = u16::try_from(i).unwrap();
+            session.found(&lookup(shard, index, &key), readers);
+        }
+    }
     let mut wire = Vec::new();
     let mut chunk = [0u8; 300];
     for _ in 0..1000 {
@@ -142,14 +160,9 @@ fn client_ids(frames: &[Vec<u8>]) -> Vec<u8> {
 fn all_bindings_reply_data_done() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let shards = shards(&dirs);
-    let readers: Vec<LogReader> = shards.iter().map(Shard::reader).collect();
     // D-3: QUERY_BY_LINK_ADDRESS with :: is every binding; client 10 has no live lease and
     // no window asks for ended ones (D-4), so nine bindings.
-    let frames = run(
-        &readers,
-        &query(QueryOut::LinkAddress, None, None),
-        NOW + 10,
-    );
+    let frames = run(&shards, &query(QueryOut::LinkAddress, None, None), NOW + 10);
     assert_eq!(
         frames.len(),
         1 + 8 + 1,
@@ -197,22 +210,27 @@ fn all_bindings_reply_data_done() {
 fn keyed_queries_and_no_match() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let shards = shards(&dirs);
-    let readers: Vec<LogReader> = shards.iter().map(Shard::reader).collect();
-    let by_relay = run(&readers, &query(QueryOut::RelayId(&RELAY), None, None), NOW);
+    let by_relay = run(&shards, &query(QueryOut::RelayId(&RELAY), None, None), NOW);
     assert_eq!(client_ids(&by_relay), [1, 2, 3, 4, 5], "S-33");
     let by_address = run(
-        &readers,
+        &shards,
         &query(QueryOut::Address(address(7)), None, None),
         NOW,
     );
     assert_eq!(by_address.len(), 2, "REPLY with the binding, then DONE");
     assert_eq!(client_ids(&by_address), [7], "S-31");
     let d3 = duid(3);
-    let by_client = run(&readers, &query(QueryOut::ClientId(&d3), None, None), NOW);
+    let by_client = run(&shards, &query(QueryOut::ClientId(&d3), None, None), NOW);
     assert_eq!(client_ids(&by_client), [3], "S-32");
+    // The index lookups answer exactly what a scan of the logs does.
+    for q in [QueryOut::Address(address(7)), QueryOut::ClientId(&d3)] {
+        let scanned = run_as(&shards, &query(q, None, None), NOW, false);
+        let looked_up = run_as(&shards, &query(q, None, None), NOW, true);
+        assert_eq!(scanned, looked_up);
+    }
     // S-41: no match is a REPLY without status and without CLIENT_DATA, and no DONE.
     let nobody = run(
-        &readers,
+        &shards,
         &query(QueryOut::Address(address(99)), None, None),
         NOW,
     );
@@ -227,11 +245,10 @@ fn keyed_queries_and_no_match() {
 fn time_windows_report_ended_leases() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let shards = shards(&dirs);
-    let readers: Vec<LogReader> = shards.iter().map(Shard::reader).collect();
     // D-11: only client 10 changed at or after NOW + 1; D-4: its ended lease is reported
     // with zero lifetimes because the query has a window.
     let frames = run(
-        &readers,
+        &shards,
         &query(QueryOut::LinkAddress, Some(NOW + 1), Some(NOW + 100)),
         NOW + 10,
     );
@@ -246,9 +263,86 @@ fn time_windows_report_ended_leases() {
     assert_eq!((a.address, a.preferred, a.valid), (address(10), 0, 0));
     // A window that ends before any change selects nothing.
     let none = run(
-        &readers,
+        &shards,
         &query(QueryOut::LinkAddress, None, Some(NOW - 1)),
         NOW + 10,
     );
     assert_eq!(none.len(), 1, "REPLY alone (S-41)");
+}
+
+/// A DUID on more links than one lookup answer holds (S-32 over every link): the session
+/// scans instead, and every client is there once.
+#[test]
+fn a_lookup_that_overflows_scans() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut shards = shards(&dirs);
+    let d = duid(77);
+    let links = u32::try_from(FOUND_MAX).unwrap() + 3;
+    for link in 1..=links {
+        let update = LeaseUpdate {
+            duid: &d,
+            link,
+            link_prefix: None,
+            lease: Lease {
+                kind: LeaseKind::Address(address(100 + link)),
+                state: LeaseState::Default,
+                preferred_until: NOW + 1800,
+                valid_until: NOW + 3600,
+                ended_at: 0,
+            },
+            cltt: NOW,
+            relay: &RelayInfo::NONE,
+        };
+        shards[0].apply(&update, NOW).unwrap();
+    }
+    let frames = run(&shards, &query(QueryOut::ClientId(&d), None, None), NOW);
+    let datas = frames.iter().filter(|f| f[0] == 15 || f[0] == 17).count();
+    assert_eq!(datas, links as usize, "REPLY + DATA: one per link");
+    assert_eq!(
+        frames,
+        run_as(
+            &shards,
+            &query(QueryOut::ClientId(&d), None, None),
+            NOW,
+            false
+        )
+    );
+}
+
+/// Point queries are answered from the owners' indexes, not by scanning: the session takes
+/// a lookup key and, with every shard's answer in, sends from the records found.
+#[test]
+fn point_queries_use_the_indexes() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let shards = shards(&dirs);
+    let readers: Vec<LogReader> = shards.iter().map(Shard::reader).collect();
+    let d3 = duid(3);
+    for (q, indexed) in [
+        (QueryOut::Address(address(7)), true),
+        (QueryOut::ClientId(&d3), true),
+        (QueryOut::RelayId(&RELAY), false),
+        (QueryOut::LinkAddress, false),
+    ] {
+        let bytes = query(q, None, None);
+        let message = Message::parse(&bytes[..]).unwrap();
+        let parsed = parse_query(&message, &SERVER).unwrap();
+        let selection = Selection::from_query(&parsed).unwrap();
+        let mut session = BulkSession::new(parsed.xid, &REQUESTOR, selection, &readers);
+        let key = session.take_lookup(2, 0);
+        assert_eq!(key.is_some(), indexed, "{q:?}");
+        if let Some(key) = key {
+            assert!(session.take_lookup(2, 0).is_none(), "asked once");
+            session.found(&lookup(&shards[0], 0, &key), &readers);
+            assert!(!session.looked_up(), "one answer of two");
+            session.found(&lookup(&shards[1], 1, &key), &readers);
+            assert!(session.looked_up());
+        }
+    }
+    // A time window needs ended leases, which the indexes do not hold (D-4): scan.
+    let bytes = query(QueryOut::Address(address(10)), Some(NOW), None);
+    let message = Message::parse(&bytes[..]).unwrap();
+    let parsed = parse_query(&message, &SERVER).unwrap();
+    let selection = Selection::from_query(&parsed).unwrap();
+    let mut session = BulkSession::new(parsed.xid, &REQUESTOR, selection, &readers);
+    assert!(session.take_lookup(2, 0).is_none());
 }

@@ -135,6 +135,10 @@ pub struct Counters {
     pub bodies_shared: AtomicU64,
     /// Bodies copied per connection because the arena was full.
     pub bodies_copied: AtomicU64,
+    /// Bulk queries answered from the shards' indexes, and by scanning the logs.
+    pub bulk_indexed: AtomicU64,
+    /// See `bulk_indexed`.
+    pub bulk_scanned: AtomicU64,
     /// Catch-ups that completed (S-53).
     pub catch_up_complete: AtomicU64,
     /// DataMissing sent (S-54, S-55).
@@ -168,6 +172,8 @@ impl Default for Counters {
             bodies_built: AtomicU64::new(0),
             bodies_shared: AtomicU64::new(0),
             bodies_copied: AtomicU64::new(0),
+            bulk_indexed: AtomicU64::new(0),
+            bulk_scanned: AtomicU64::new(0),
             catch_up_complete: AtomicU64::new(0),
             data_missing: AtomicU64::new(0),
             applied: AtomicU64::new(0),

@@ -225,6 +225,14 @@ fn queries(out: &mut Out, registry: &Registry) {
             }
         }
     }
+    out.by_label(
+        registry,
+        "lqd_bulk_answers_total",
+        "Bulk queries answered, by source: the shards' indexes (by address, by client-id) \
+         or a scan of the logs.",
+        ("source", &["index", "scan"]),
+        |w, k| [&w.bulk_indexed, &w.bulk_scanned][k],
+    );
     out.family(
         "lqd_catch_up_total",
         "counter",

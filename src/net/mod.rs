@@ -99,6 +99,19 @@ impl Doorbells {
         }
     }
 
+    /// Wake worker `index`.
+    pub fn ring_one(&self, index: usize) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: as in `ring_except`.
+        let _ = unsafe {
+            libc::write(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fds[index]),
+                one.as_ptr().cast(),
+                one.len(),
+            )
+        };
+    }
+
     /// The descriptor of worker `index`.
     pub fn fd(&self, index: usize) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.fds[index])

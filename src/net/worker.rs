@@ -30,7 +30,9 @@ use io_uring::{cqueue, opcode, types, IoUring};
 use crate::ingest::links::Links;
 use crate::ingest::pipeline::Owned;
 use crate::metrics::{add, Counters, Refusal, Registry, Sampler};
+use crate::net::Doorbells;
 use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
+use crate::server::lookup::{lookup, Found, LookupKey};
 use crate::server::out::{compact, gather, Batch, Bodies, Part};
 use crate::store::model::Prefix;
 use crate::store::{LogReader, Shard};
@@ -164,16 +166,53 @@ struct Slot {
     spare: Option<Connection>,
 }
 
+/// A message between workers: index lookups for Bulk queries ([`crate::server::lookup`]).
+#[derive(Debug)]
+pub enum Note {
+    /// Look `key` up in `shard` (owned by the receiver) for a slot of worker `from`.
+    Lookup {
+        /// The asking worker.
+        from: usize,
+        /// Its slot and the slot's generation (a reused slot ignores the answer).
+        slot: u32,
+        /// See `slot`.
+        generation: u32,
+        /// The shard to look in.
+        shard: u16,
+        /// What to look up.
+        key: LookupKey,
+    },
+    /// The answer to a lookup, for the receiver's `slot`.
+    Found {
+        /// The asking slot.
+        slot: u32,
+        /// Its generation when it asked.
+        generation: u32,
+        /// The records found.
+        hits: Found,
+    },
+}
+
+/// A worker's mailboxes: its own inbox and every worker's (its own included).
+pub struct Mail {
+    /// Notes for this worker.
+    pub inbox: crossbeam_channel::Receiver<Note>,
+    /// Every worker's inbox, by worker index.
+    pub outboxes: Vec<crossbeam_channel::Sender<Note>>,
+}
+
 /// What a worker is given besides its settings.
 pub struct Parts<'a> {
     /// Its listening socket (SO_REUSEPORT).
     pub listener: OwnedFd,
-    /// Its doorbell: rung when shards of other workers wrote records.
-    pub doorbell: Option<RawFd>,
-    /// Rings every other worker's doorbell after this one's shards wrote records.
-    pub ring_others: &'a (dyn Fn() + Sync),
-    /// The shards it owns and applies changes to (architecture.md, "Threads").
-    pub owned: Vec<Owned>,
+    /// Every worker's doorbell; this worker's is rung when other workers' shards wrote
+    /// records or a note arrived.
+    pub doorbells: &'a Doorbells,
+    /// The shards it owns and applies changes to (architecture.md, "Threads"), with their
+    /// numbers.
+    pub owned: Vec<(usize, Owned)>,
+    /// Its mailboxes.
+    pub mail: Mail,
     /// Where its counters and latency samples go.
     pub registry: Arc<Registry>,
     /// Its index among the workers (its counters in the registry).
@@ -193,12 +232,13 @@ pub fn run(
 ) -> io::Result<Vec<Shard>> {
     let Parts {
         listener,
-        doorbell,
-        ring_others,
+        doorbells,
         mut owned,
+        mail,
         registry,
         index,
     } = parts;
+    let doorbell = Some(doorbells.fd(index));
     let counters = &registry.workers[index];
     let mut worker = Worker::new(listener, doorbell, config, (shared, counters), policy)?;
     worker.bodies.sampler = Some(Sampler::new(Arc::clone(&registry), index));
@@ -212,11 +252,12 @@ pub fn run(
         let now = crate::ingest::pipeline::server_now();
         // The shards this worker owns first: records written now reach its connections in
         // this iteration and the other workers' at their doorbell.
-        let written: usize = owned.iter_mut().map(|o| o.step(now)).sum();
+        let written: usize = owned.iter_mut().map(|(_, o)| o.step(now)).sum();
         if written > 0 {
             add(&counters.applied, written as u64);
-            ring_others();
+            doorbells.ring_except(index);
         }
+        worker.read_mail(&mail, doorbells, &owned, readers);
         if now != published_at {
             published_at = now;
             worker.publish();
@@ -238,8 +279,8 @@ pub fn run(
                 .filter_map(|s| s.conn.as_mut())
                 .for_each(Connection::terminate);
             let idle = worker.slots.iter().all(|s| s.conn.is_none()) && !worker.accept_busy;
-            if idle && owned.iter().all(Owned::closed) {
-                return Ok(owned.into_iter().map(|o| o.shard).collect());
+            if idle && owned.iter().all(|(_, o)| o.closed()) {
+                return Ok(owned.into_iter().map(|(_, o)| o.shard).collect());
             }
         }
         worker.arm(&ctx, &tick, stopping)?;
@@ -250,6 +291,7 @@ pub fn run(
             Err(e) => return Err(e),
         }
         worker.dispatch(&ctx, policy);
+        worker.send_lookups(&mail, doorbells, index, &ctx);
     }
 }
 
@@ -293,6 +335,88 @@ impl<'a> Worker<'a> {
             shared,
             counters,
         })
+    }
+
+    /// Answer the lookups other workers (or this one) asked of the shards this worker owns,
+    /// and hand answers to the slots that asked.
+    fn read_mail(
+        &mut self,
+        mail: &Mail,
+        doorbells: &Doorbells,
+        owned: &[(usize, Owned)],
+        readers: &[LogReader],
+    ) {
+        while let Ok(note) = mail.inbox.try_recv() {
+            match note {
+                Note::Lookup {
+                    from,
+                    slot,
+                    generation,
+                    shard,
+                    key,
+                } => {
+                    let own = owned.iter().find(|(n, _)| *n == usize::from(shard));
+                    let hits =
+                        own.map_or(Found::none(shard), |(_, o)| lookup(&o.shard, shard, &key));
+                    let answer = Note::Found {
+                        slot,
+                        generation,
+                        hits,
+                    };
+                    // The asker's inbox holds every answer it waits for; if it is full all
+                    // the same, the asker stops waiting after LOOKUP_WAIT_MS and scans.
+                    if mail.outboxes[from].try_send(answer).is_err() {
+                        tracing::warn!(from, "a worker's inbox is full: lookup answer dropped");
+                    }
+                    doorbells.ring_one(from);
+                }
+                Note::Found {
+                    slot,
+                    generation,
+                    hits,
+                } => {
+                    let slot = &mut self.slots[slot as usize];
+                    if let (Some(conn), true) = (&mut slot.conn, slot.generation == generation) {
+                        conn.found(&hits, readers);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ask the shards' owners for the lookups that Bulk queries started this iteration want.
+    fn send_lookups(
+        &mut self,
+        mail: &Mail,
+        doorbells: &Doorbells,
+        index: usize,
+        ctx: &Context<'_>,
+    ) {
+        let shards = ctx.readers.len();
+        let workers = mail.outboxes.len();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(conn) = &mut slot.conn else { continue };
+            let Some(key) = conn.take_lookup(shards, ctx.now_ms) else {
+                continue;
+            };
+            let slot_index = u32::try_from(i).expect("slots fit u32");
+            for shard in 0..shards {
+                let owner = shard % workers;
+                let note = Note::Lookup {
+                    from: index,
+                    slot: slot_index,
+                    generation: slot.generation,
+                    shard: u16::try_from(shard).expect("shards fit u16"),
+                    key: key.clone(),
+                };
+                if mail.outboxes[owner].try_send(note).is_err() {
+                    // Answers already asked for are ignored once the session scans.
+                    conn.lookup_failed();
+                    break;
+                }
+                doorbells.ring_one(owner);
+            }
+        }
     }
 
     /// Publish what the worker keeps to itself: body counts and latency samples (once a

@@ -1,8 +1,11 @@
 //! A Bulk Leasequery over TCP (RFC 5460 §5, §7.2; RFC 7653 §5 time windows), sans-IO.
 //!
-//! The session reads every shard's log in `Mode::Latest` — each client's latest record,
-//! compaction copies included, so the logs alone are a snapshot of the current state and
-//! no worker reads another worker's table (style.md S18) — keeps the bindings its
+//! A query by address or by client-id (without a time window) asks each shard's owner for
+//! the matching clients' latest records ([`super::lookup`]) and reads just those. Every
+//! other query — and a lookup that found too many or whose records moved — reads every
+//! shard's log in `Mode::Latest`: each client's latest record, compaction copies
+//! included, so the logs alone are a snapshot of the current state and no worker reads
+//! another worker's table (style.md S18). The session keeps the bindings its
 //! [`Selection`] matches, and writes them as framed messages:
 //!
 //! ```text
@@ -23,7 +26,12 @@ use crate::wire::client_data::{
 };
 use crate::wire::{EncodeError, Writer, Xid};
 
-use super::select::Selection;
+use super::lookup::{Found as Hits, LookupKey, FOUND_MAX};
+use super::select::{Key, Selection};
+
+/// Longest wait for the shards' owners to answer a lookup; they answer within a loop
+/// iteration unless a mailbox overflowed.
+pub const LOOKUP_WAIT_MS: u64 = 1000;
 
 /// Longest CLIENT_DATA a Bulk reply carries (the store's largest binding fits).
 pub const CLIENT_DATA_MAX: usize = 4096;
@@ -61,6 +69,26 @@ pub struct BulkSession {
     /// Frames written (REPLY, DATA, DONE).
     pub frames: u64,
     body: Box<[u8]>,
+    /// Where the bindings come from: the logs, or index lookups.
+    source: Source,
+    /// Monotonic ms when the lookups were sent.
+    asked_ms: u64,
+    /// Records the lookups found: (shard, offset, client hash); allocated once.
+    hits: Vec<(usize, u64, u64)>,
+    /// The next of `hits` to send.
+    next_hit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Scan every shard's log.
+    Scan,
+    /// The lookup key is still to be taken by the worker; then `Waiting`.
+    Unsent,
+    /// Waiting for this many shards' answers.
+    Waiting(usize),
+    /// Every shard answered: send `hits`.
+    Hits,
 }
 
 impl BulkSession {
@@ -76,6 +104,10 @@ impl BulkSession {
             sent: 0,
             frames: 0,
             body: vec![0; CLIENT_DATA_MAX].into_boxed_slice(),
+            source: Source::Scan,
+            asked_ms: 0,
+            hits: Vec::with_capacity(readers.len() * FOUND_MAX),
+            next_hit: 0,
         };
         session.restart(xid, requestor, selection, readers);
         session
@@ -105,6 +137,84 @@ impl BulkSession {
         self.state = State::Reply;
         self.sent = 0;
         self.frames = 0;
+        let point = matches!(self.selection.key, Key::Address(_) | Key::ClientId(_));
+        let windowed = self.selection.start_time.is_some() || self.selection.end_time.is_some();
+        // Time windows include ended leases, which the indexes do not hold (D-4): scan.
+        self.source = if point && !windowed {
+            Source::Unsent
+        } else {
+            Source::Scan
+        };
+        self.hits.clear();
+        self.next_hit = 0;
+    }
+
+    /// What to look up in every shard's index, once: the worker asks each shard's owner
+    /// and hands the answers to [`Self::found`]. `None` for a session that scans.
+    pub fn take_lookup(&mut self, shards: usize, now_ms: u64) -> Option<LookupKey> {
+        if self.source != Source::Unsent {
+            return None;
+        }
+        self.source = Source::Waiting(shards);
+        self.asked_ms = now_ms;
+        match &self.selection.key {
+            Key::Address(address) => Some(LookupKey::Address(*address)),
+            Key::ClientId(duid) => Some(LookupKey::ClientId(*duid)),
+            _ => unreachable!("only point queries look up"),
+        }
+    }
+
+    /// True when the bindings come from index lookups (every shard answered, no doubt).
+    pub fn looked_up(&self) -> bool {
+        self.source == Source::Hits
+    }
+
+    /// The lookups could not be sent: scan instead.
+    pub fn lookup_failed(&mut self) {
+        self.scan_instead();
+    }
+
+    /// One shard's answer. Once every shard answered, the records are checked (still
+    /// retained, still the client's); any doubt and the session scans instead.
+    pub fn found(&mut self, hits: &Hits, readers: &[LogReader]) {
+        let Source::Waiting(waiting) = self.source else {
+            return; // Scanning already (an earlier answer overflowed).
+        };
+        let shard = usize::from(hits.shard);
+        if hits.overflow || shard >= readers.len() {
+            return self.scan_instead();
+        }
+        let records = hits.records().iter();
+        self.hits
+            .extend(records.map(|&(offset, client)| (shard, offset, client)));
+        if waiting > 1 {
+            self.source = Source::Waiting(waiting - 1);
+            return;
+        }
+        let retained = |&(shard, offset, client): &(usize, u64, u64)| {
+            readers[shard]
+                .with_record(offset, |r| r.header.client_hash == client)
+                .unwrap_or(false)
+        };
+        if self.hits.iter().all(retained) {
+            self.source = Source::Hits;
+        } else {
+            self.scan_instead();
+        }
+    }
+
+    /// Answers that do not come within [`LOOKUP_WAIT_MS`] (a worker that could not
+    /// deliver one) are not waited for: the session scans.
+    pub fn check_lookup(&mut self, now_ms: u64) {
+        if matches!(self.source, Source::Waiting(_)) && now_ms >= self.asked_ms + LOOKUP_WAIT_MS {
+            tracing::warn!("index lookups unanswered: scanning the logs instead");
+            self.scan_instead();
+        }
+    }
+
+    fn scan_instead(&mut self) {
+        self.source = Source::Scan;
+        self.hits.clear();
     }
 
     /// Write whole frames into `out` (at most `frames_max` of them) at server time `now`.
@@ -188,6 +298,11 @@ impl BulkSession {
     /// The next matching binding, encoded into `self.body`, or the end of all shards;
     /// `None` when the skip budget ran out first.
     fn next_match(&mut self, readers: &[LogReader], now: u32) -> Option<Found> {
+        match self.source {
+            Source::Scan => {}
+            Source::Unsent | Source::Waiting(_) => return None,
+            Source::Hits => return Some(self.next_hit(readers, now)),
+        }
         for _ in 0..SCAN_PER_FILL_MAX {
             let Some(cursor) = self.cursors.get_mut(self.shard) else {
                 return Some(Found::End);
@@ -223,6 +338,34 @@ impl BulkSession {
             }
         }
         None
+    }
+}
+
+impl BulkSession {
+    /// The next of the records the lookups found that matches, or the end.
+    fn next_hit(&mut self, readers: &[LogReader], now: u32) -> Found {
+        let include_ended = self.selection.include_ended(false);
+        while let Some(&(shard, offset, client)) = self.hits.get(self.next_hit) {
+            self.next_hit += 1;
+            let (selection, body) = (&self.selection, &mut self.body);
+            let encoded = readers[shard].with_record(offset, |record| {
+                if record.header.client_hash != client {
+                    return None;
+                }
+                let view = Shard::view(record)?;
+                if !selection.matches(&view.binding, now, include_ended) {
+                    return None;
+                }
+                encode(&view.binding, now, include_ended, selection, body)
+            });
+            match encoded {
+                Some(Some(len)) => return Found::Binding(len),
+                Some(None) => {}
+                // Checked when the answers came; recycled since (the log rolled over).
+                None => tracing::warn!(shard, offset, "a looked-up record was recycled"),
+            }
+        }
+        Found::End
     }
 }
 

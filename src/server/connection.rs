@@ -27,6 +27,7 @@ use crate::wire::{
 
 use super::active::{self, ActiveSession};
 use super::bulk::{self, BulkSession};
+use super::lookup::{Found, LookupKey};
 use super::out::Batch;
 use super::select::Selection;
 use crate::metrics::{add, Counters};
@@ -202,6 +203,28 @@ impl Connection {
     /// True while an Active query streams on this connection.
     pub const fn is_active(&self) -> bool {
         matches!(self.running, Running::Active(_))
+    }
+
+    /// The index lookup a Bulk query just started wants, once (see [`super::lookup`]).
+    pub fn take_lookup(&mut self, shards: usize, now_ms: u64) -> Option<LookupKey> {
+        match &mut self.running {
+            Running::Bulk(session) => session.take_lookup(shards, now_ms),
+            _ => None,
+        }
+    }
+
+    /// One shard's answer to the lookup.
+    pub fn found(&mut self, hits: &Found, readers: &[LogReader]) {
+        if let Running::Bulk(session) = &mut self.running {
+            session.found(hits, readers);
+        }
+    }
+
+    /// The lookup could not be asked: the Bulk query scans the logs instead.
+    pub fn lookup_failed(&mut self) {
+        if let Running::Bulk(session) = &mut self.running {
+            session.lookup_failed();
+        }
     }
 
     /// Space to receive into; then [`Self::received`].
@@ -457,6 +480,7 @@ impl Connection {
         match &mut self.running {
             Running::None => {}
             Running::Bulk(session) => {
+                session.check_lookup(ctx.now_ms);
                 let mut progress = bulk::Progress::More;
                 let frames_before = session.frames;
                 let filled = batch.write_own(0, |out| {
@@ -468,6 +492,12 @@ impl Connection {
                 let Ok(_) = filled;
                 add(&ctx.counters.frames, session.frames - frames_before);
                 if progress == bulk::Progress::Done {
+                    let source = if session.looked_up() {
+                        &ctx.counters.bulk_indexed
+                    } else {
+                        &ctx.counters.bulk_scanned
+                    };
+                    add(source, 1);
                     self.retire_session();
                     self.waiting_since_ms = ctx.now_ms;
                     self.handle_frames(ctx); // Queries that waited (S-12).

@@ -20,5 +20,6 @@ pub mod active;
 pub mod body;
 pub mod bulk;
 pub mod connection;
+pub mod lookup;
 pub mod out;
 pub mod select;

@@ -163,6 +163,19 @@ impl LogReader {
         Some(start.max(oldest))
     }
 
+    /// Run `f` on the record that starts at `offset`, if it is still retained (an offset
+    /// from another thread's index may have been recycled since; a retained one is a
+    /// record start, as the writer gave it).
+    pub fn with_record<R>(&self, offset: u64, f: impl FnOnce(&RecordRef<'_>) -> R) -> Option<R> {
+        if offset < self.oldest_start() || offset >= self.committed_end() {
+            return None;
+        }
+        let segment = self.segment(offset / self.segment_bytes())?;
+        let record = self.read_at(&segment, offset)?;
+        // Still retained after the read: the segment was not recycled under it.
+        (offset >= self.oldest_start()).then(|| f(&record))
+    }
+
     /// Read the record at `offset` within `segment`, which the caller got for this offset.
     /// `None` at the end-of-segment marker.
     pub fn read_at<'s>(&self, segment: &'s Segment, offset: u64) -> Option<RecordRef<'s>> {

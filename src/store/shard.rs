@@ -709,12 +709,30 @@ impl Shard {
     /// Latest record of the client holding `address`, or a delegated prefix containing it
     /// (S-31).
     pub fn by_address(&self, address: Ipv6Addr) -> Option<u64> {
+        self.by_address_with_client(address)
+            .map(|(offset, _)| offset)
+    }
+
+    /// [`Self::by_address`] with the holder's client hash (for a reader on another thread to
+    /// check the record it finds at the offset).
+    pub fn by_address_with_client(&self, address: Ipv6Addr) -> Option<(u64, u64)> {
         let key = u128::from(address);
         let slot = self
             .table
             .address_owner(key)
             .or_else(|| self.table.prefix_containing(key))?;
-        Some(self.table.record(slot))
+        Some((self.table.record(slot), self.table.client(slot)))
+    }
+
+    /// [`Self::by_list`] with each client's hash.
+    pub fn by_list_with_clients(
+        &self,
+        list: List,
+        key: u64,
+    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.table
+            .list(list, key)
+            .map(|slot| (self.table.record(slot), self.table.client(slot)))
     }
 
     /// Latest records of the clients on `list` under the hash or link `key`.
