@@ -9,6 +9,7 @@ use std::net::Ipv6Addr;
 use lqd::ingest::links::Links;
 use lqd::metrics::Counters;
 use lqd::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
+use lqd::server::lookup::lookup;
 use lqd::server::out::{Batch, Bodies, Part, DATA_FRAME_MAX};
 use lqd::store::model::{DuidBuf, Prefix, RelayInfo};
 use lqd::store::{LogReader, Shard};
@@ -428,4 +429,61 @@ fn a_reopened_connection_starts_clean() {
     );
     assert_eq!(summary(&frames[0]), (MessageType::LeasequeryReply, 7, None));
     assert_eq!(conn.closed(), None, "the decoder's failure was forgotten");
+}
+
+/// The DUIDs inside the CLIENT_DATA of `frames`.
+fn clients(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    for frame in frames {
+        let m = Message::parse(frame).unwrap();
+        if let Some(Opt::ClientData(inner)) = m.options.find(OptionCode::ClientData) {
+            if let Some(Opt::ClientId(d)) = inner.find(OptionCode::ClientId) {
+                found.push(d.bytes().to_vec());
+            }
+        }
+    }
+    found
+}
+
+/// Index lookups (S-32 from the owners' indexes): a Bulk query waits for its answers; an
+/// answer that comes late, for an earlier query on the connection, is not taken for the
+/// answer of the query now running.
+#[test]
+fn lookup_answers_belong_to_their_query() {
+    let mut lab = Lab::new(true, true);
+    let (d1, d2) = (duid(1), duid(2));
+    for (n, d) in [(1, &d1), (2, &d2)] {
+        lab.shard
+            .apply(&update(d, n, NOW, &RelayInfo::NONE), NOW)
+            .unwrap();
+    }
+    let by_client = |xid: u32, d: &[u8]| {
+        let lq = LqQueryOut {
+            query: QueryOut::ClientId(d),
+            link_address: Ipv6Addr::UNSPECIFIED,
+            oro: &[],
+        };
+        query(MessageType::Leasequery, xid, Some(lq), None)
+    };
+    let mut conn = lab.connection();
+    assert!(
+        lab.exchange(&mut conn, &by_client(1, &d1)).is_empty(),
+        "waits for its lookups"
+    );
+    let (key1, q1) = conn.take_lookup(1, 0).expect("a point query looks up");
+    assert!(conn.take_lookup(1, 0).is_none(), "once");
+    // No answer yet and the lookups are given up: the query scans.
+    conn.lookup_failed();
+    assert_eq!(clients(&lab.collect(&mut conn)), [d1.clone()]);
+    // The next query waits; query 1's late answer does not count for it.
+    assert!(lab.exchange(&mut conn, &by_client(2, &d2)).is_empty());
+    let (key2, q2) = conn.take_lookup(1, 0).expect("looks up");
+    assert_ne!(q1, q2);
+    conn.found(q1, &lookup(&lab.shard, 0, &key1), &lab.readers);
+    assert!(
+        lab.collect(&mut conn).is_empty(),
+        "still waiting for its own answer"
+    );
+    conn.found(q2, &lookup(&lab.shard, 0, &key2), &lab.readers);
+    assert_eq!(clients(&lab.collect(&mut conn)), [d2]);
 }

@@ -177,6 +177,8 @@ pub enum Note {
         slot: u32,
         /// See `slot`.
         generation: u32,
+        /// The query's number on its connection (a later query ignores the answer).
+        query: u32,
         /// The shard to look in.
         shard: u16,
         /// What to look up.
@@ -188,6 +190,8 @@ pub enum Note {
         slot: u32,
         /// Its generation when it asked.
         generation: u32,
+        /// The query's number on its connection.
+        query: u32,
         /// The records found.
         hits: Found,
     },
@@ -352,6 +356,7 @@ impl<'a> Worker<'a> {
                     from,
                     slot,
                     generation,
+                    query,
                     shard,
                     key,
                 } => {
@@ -361,6 +366,7 @@ impl<'a> Worker<'a> {
                     let answer = Note::Found {
                         slot,
                         generation,
+                        query,
                         hits,
                     };
                     // The asker's inbox holds every answer it waits for; if it is full all
@@ -373,11 +379,12 @@ impl<'a> Worker<'a> {
                 Note::Found {
                     slot,
                     generation,
+                    query,
                     hits,
                 } => {
                     let slot = &mut self.slots[slot as usize];
                     if let (Some(conn), true) = (&mut slot.conn, slot.generation == generation) {
-                        conn.found(&hits, readers);
+                        conn.found(query, &hits, readers);
                     }
                 }
             }
@@ -396,7 +403,7 @@ impl<'a> Worker<'a> {
         let workers = mail.outboxes.len();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(conn) = &mut slot.conn else { continue };
-            let Some(key) = conn.take_lookup(shards, ctx.now_ms) else {
+            let Some((key, query)) = conn.take_lookup(shards, ctx.now_ms) else {
                 continue;
             };
             let slot_index = u32::try_from(i).expect("slots fit u32");
@@ -406,6 +413,7 @@ impl<'a> Worker<'a> {
                     from: index,
                     slot: slot_index,
                     generation: slot.generation,
+                    query,
                     shard: u16::try_from(shard).expect("shards fit u16"),
                     key: key.clone(),
                 };

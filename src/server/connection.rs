@@ -205,17 +205,21 @@ impl Connection {
         matches!(self.running, Running::Active(_))
     }
 
-    /// The index lookup a Bulk query just started wants, once (see [`super::lookup`]).
-    pub fn take_lookup(&mut self, shards: usize, now_ms: u64) -> Option<LookupKey> {
+    /// The index lookup a Bulk query just started wants, once (see [`super::lookup`]),
+    /// with the query's number on this connection: answers carry it back.
+    pub fn take_lookup(&mut self, shards: usize, now_ms: u64) -> Option<(LookupKey, u32)> {
         match &mut self.running {
-            Running::Bulk(session) => session.take_lookup(shards, now_ms),
+            Running::Bulk(session) => session
+                .take_lookup(shards, now_ms)
+                .map(|key| (key, self.queries)),
             _ => None,
         }
     }
 
-    /// One shard's answer to the lookup.
-    pub fn found(&mut self, hits: &Found, readers: &[LogReader]) {
-        if let Running::Bulk(session) = &mut self.running {
+    /// One shard's answer to the lookup of query number `query`; an answer to an earlier
+    /// query of this connection (late, after that query went on by scanning) is dropped.
+    pub fn found(&mut self, query: u32, hits: &Found, readers: &[LogReader]) {
+        if let (Running::Bulk(session), true) = (&mut self.running, query == self.queries) {
             session.found(hits, readers);
         }
     }
