@@ -474,7 +474,7 @@ fn lookup_answers_belong_to_their_query() {
     assert!(conn.take_lookup(1, 0).is_none(), "once");
     // No answer yet and the lookups are given up: the query scans.
     conn.lookup_failed();
-    assert_eq!(clients(&lab.collect(&mut conn)), [d1.clone()]);
+    assert_eq!(clients(&lab.collect(&mut conn)), [d1]);
     // The next query waits; query 1's late answer does not count for it.
     assert!(lab.exchange(&mut conn, &by_client(2, &d2)).is_empty());
     let (key2, q2) = conn.take_lookup(1, 0).expect("looks up");
