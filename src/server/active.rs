@@ -314,10 +314,17 @@ impl ActiveSession {
                     let built = batch.data(self.xid, base_time, &key, |out| {
                         write_body(template, &fields, change_time, at, relay, out).ok()
                     });
-                    // Room was checked: only a body that cannot be built is refused, and
-                    // it is skipped.
-                    if built.is_ok() {
-                        self.sent += 1;
+                    // Room was checked: only a body that cannot be built (a template over
+                    // BODY_MAX, which the store does not write) is refused; it is skipped,
+                    // loudly.
+                    match built {
+                        Ok(()) => self.sent += 1,
+                        Err(refused) => tracing::error!(
+                            shard,
+                            sequence = key.sequence,
+                            ?refused,
+                            "a record's CLIENT_DATA could not be built: not sent"
+                        ),
                     }
                     // Round robin: the next binding comes from the next shard.
                     self.shard = (shard + 1) % self.cursors.len();
