@@ -317,10 +317,11 @@ impl Lqd {
     /// reports; returns them. Panics after 10 s.
     pub fn wait_bindings(&self, mut done: impl FnMut(&[ClientData]) -> bool) -> Vec<ClientData> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut client = self.connect();
         let mut xid = 0x100;
         loop {
             xid += 1;
+            // A connection per poll: lqd closes one after queries_per_connection (S-12).
+            let mut client = self.connect();
             client.send(&bulk(xid, QueryOut::LinkAddress, "::", &[], &[]));
             let bindings: Vec<ClientData> = client
                 .bulk_answer()
