@@ -8,6 +8,7 @@
 pub mod config;
 pub mod ingest;
 pub mod net;
+pub mod requestor;
 pub mod server;
 pub mod store;
 pub mod wire;
