@@ -302,7 +302,11 @@ fn follow_cmd(args: &FollowArgs) -> Result<(), RequestorError> {
         &settings,
         filter.as_ref(),
         start,
-        !args.no_recovery,
+        if args.no_recovery {
+            follow::Recovery::Off
+        } else {
+            follow::Recovery::Window
+        },
         &mut printer,
         &SystemClock,
     )

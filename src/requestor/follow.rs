@@ -226,19 +226,33 @@ pub fn run_bulk(
     Ok(summary)
 }
 
+/// What to do on DataMissing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing: report it and go on.
+    Off,
+    /// a Bulk query with START_TIME = the one sent and END_TIME = the DataMissing's
+    /// BASE_TIME, for the Active query's filter or all bindings (D-3).
+    Window,
+    /// A Bulk query for the whole current state (no time window). For a sink that must end
+    /// equal to the server even for deletions the server has forgotten (its history
+    /// horizon passed them, so a windowed query cannot report them): the sink drops what
+    /// neither the recovery nor the stream confirmed (see `mirror`).
+    Full,
+}
+
 /// What the recovery thread sends back.
 enum FromRecovery {
     Binding(Binding),
     Done(Result<u64, RequestorError>),
 }
 
-/// Start the R-32 recovery: a Bulk query over `[start, end]` on a second connection
-/// with the Active query's filter, or all bindings (D-3).
+/// Start the recovery: a Bulk query on a second connection with the Active query's
+/// filter, or all bindings (D-3), over `window` or the whole state.
 fn spawn_recovery(
     settings: &Settings,
     filter: Option<&QuerySpec>,
-    start: u32,
-    end: u32,
+    window: (Option<u32>, Option<u32>),
     xid: Xid,
 ) -> Receiver<FromRecovery> {
     let (tx, rx) = bounded(RECOVERY_QUEUE_MAX);
@@ -249,15 +263,8 @@ fn spawn_recovery(
             tx.send(FromRecovery::Binding(b))
                 .map_err(|_| RequestorError::Sink("the stream loop ended".into()))
         };
-        let result = run_bulk(
-            &settings,
-            xid,
-            &spec,
-            (Some(start), Some(end)),
-            &mut on_binding,
-            &mut |_| {},
-        )
-        .map(|s| s.bindings);
+        let result = run_bulk(&settings, xid, &spec, window, &mut on_binding, &mut |_| {})
+            .map(|s| s.bindings);
         let _ = tx.send(FromRecovery::Done(result));
     });
     rx
@@ -269,7 +276,7 @@ pub fn follow(
     settings: &Settings,
     filter: Option<&QuerySpec>,
     start_time: Option<u32>,
-    recovery: bool,
+    recovery: Recovery,
     sink: &mut dyn Sink,
     clock: &dyn Clock,
 ) -> Result<(), RequestorError> {
@@ -323,7 +330,7 @@ fn sleep_unless_stopped(total: Duration, sink: &dyn Sink) {
 struct Session<'s> {
     settings: &'s Settings,
     filter: Option<&'s QuerySpec>,
-    recovery: bool,
+    recovery: Recovery,
     /// The last saved base time: the next LQ_START_TIME.
     saved: Option<u32>,
     skew: SkewEstimate,
@@ -453,17 +460,16 @@ impl Session<'_> {
                 sink.notice(&Notice::DataMissing {
                     start_time,
                     end_time,
-                    recovering: self.recovery,
+                    recovering: self.recovery != Recovery::Off,
                 })?;
-                if self.recovery {
+                let window = match self.recovery {
+                    Recovery::Off => None,
+                    Recovery::Window => Some((Some(start_time), Some(end_time))),
+                    Recovery::Full => Some((None, None)),
+                };
+                if let Some(window) = window {
                     let xid = self.next_xid();
-                    stream.recovery = Some(spawn_recovery(
-                        self.settings,
-                        self.filter,
-                        start_time,
-                        end_time,
-                        xid,
-                    ));
+                    stream.recovery = Some(spawn_recovery(self.settings, self.filter, window, xid));
                     stream.recovered = 0;
                 } else if let Some(base) = stream.active.recovery_done() {
                     self.saved = Some(base);

@@ -11,10 +11,13 @@
 //!   lifetime deletes it (D-4). A lease that moved to another client goes with the most
 //!   recent last contact; a deletion only removes the lease from the client that
 //!   held it, so catch-up's order (R-29: not change order) cannot delete a new owner's lease.
-//! - DataMissing recovery runs while the stream goes on: a recovered binding is
-//!   applied only to leases the stream has not touched since the DataMissing (each row
-//!   carries the sequence number of its last update; stream deletions leave tombstones
-//!   until the recovery ends).
+//! - DataMissing recovery runs while the stream goes on. The mirror asks for the whole
+//!   current state ([`follow::Recovery::Full`]) rather than R-32's window: a server whose
+//!   history horizon passed a deletion no longer reports it, so only a full answer shows
+//!   it. A recovered binding is applied only to leases the stream has not touched since
+//!   the DataMissing (each row carries the sequence number of its last update; stream
+//!   deletions leave tombstones meanwhile); when the answer is complete, leases that
+//!   neither the answer nor the stream confirmed are dropped.
 //! - Server and local times are both stored: lifetimes as server absolute times and
 //!   UTC text, the local time of each update, and the estimated skew.
 
@@ -233,8 +236,9 @@ impl Mirror {
             }
             return Ok(None);
         }
-        if let Some(e) = other_owner {
-            // conflicting owners: the most recent last contact wins.
+        if let (Some(e), Origin::Live | Origin::CatchUp) = (other_owner, origin) {
+            // conflicting owners: the most recent last contact wins. (A Bulk answer
+            // is the current state: it wins anyway.)
             if let (Some(theirs), Some(ours)) = (e.last_contact, last_contact) {
                 if !time::at_or_after(ours, theirs) {
                     return Ok(None);
@@ -348,6 +352,19 @@ impl Mirror {
         Ok(())
     }
 
+    /// Drop leases updated at or before sequence `from`, then tombstones; refresh clients.
+    fn sweep(&mut self, from: i64) -> Result<(), RequestorError> {
+        let tx = self.db.unchecked_transaction().map_err(sql_error)?;
+        tx.execute("DELETE FROM leases WHERE seq <= ?1 OR deleted = 1", [from])
+            .map_err(sql_error)?;
+        tx.execute(
+            "DELETE FROM clients WHERE client_id NOT IN (SELECT client_id FROM leases)",
+            [],
+        )
+        .map_err(sql_error)?;
+        tx.commit().map_err(sql_error)
+    }
+
     fn print(&self, value: &serde_json::Value) {
         if self.verbose {
             println!("{value}");
@@ -409,10 +426,12 @@ impl Sink for Mirror {
                 recovering: true, ..
             } => self.recovery_from = Some(self.seq),
             Notice::RecoveryDone { .. } => {
-                self.recovery_from = None;
-                self.db
-                    .execute("DELETE FROM leases WHERE deleted = 1", [])
-                    .map_err(sql_error)?;
+                // The recovery is a full Bulk (follow::Recovery::Full): what it did not
+                // report and the stream did not touch since the DataMissing is gone from
+                // the server. Then the stream's tombstones have done their job.
+                if let Some(from) = self.recovery_from.take() {
+                    self.sweep(from)?;
+                }
             }
             _ => {}
         }
@@ -557,5 +576,12 @@ pub fn run(
         None => initial_load(&mut mirror, settings, clock)?,
     };
     let start_time = base_time.wrapping_sub(options.resume_margin_s);
-    follow::follow(settings, None, Some(start_time), true, &mut mirror, clock)
+    follow::follow(
+        settings,
+        None,
+        Some(start_time),
+        follow::Recovery::Full,
+        &mut mirror,
+        clock,
+    )
 }
