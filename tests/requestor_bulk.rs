@@ -81,10 +81,19 @@ fn bulk_of_each_query_type() {
         bulk(&lqd, &["address", "2001:db8:1::3"]),
         [client(3, &["2001:db8:1::3"])]
     );
-    assert_eq!(bulk(&lqd, &["client-id", &hex(&duid(2))]), [two.clone()]);
-    assert_eq!(bulk(&lqd, &["relay-id", &hex(&RELAY_ID)]), [two.clone()]);
+    assert_eq!(
+        bulk(&lqd, &["client-id", &hex(&duid(2))]),
+        std::slice::from_ref(&two)
+    );
+    assert_eq!(
+        bulk(&lqd, &["relay-id", &hex(&RELAY_ID)]),
+        std::slice::from_ref(&two)
+    );
     let remote = format!("4491:{}", hex(&REMOTE_ID[4..]));
-    assert_eq!(bulk(&lqd, &["remote-id", &remote]), [two.clone()]);
+    assert_eq!(
+        bulk(&lqd, &["remote-id", &remote]),
+        std::slice::from_ref(&two)
+    );
     assert_eq!(
         bulk(&lqd, &["link-address", "2001:db8:1::"]),
         [client(1, &["2001:db8:1::1"]), client(3, &["2001:db8:1::3"])]
