@@ -107,7 +107,10 @@ impl Station {
             });
             self.child = Some(child);
             self.lines = Some(rx);
-            if self.wait_for("serving leasequery") && self.wait_for("loaded Kea lease snapshot") {
+            // A fresh data directory loads the journal; an existing one resumes it.
+            if self.wait_for(&["serving leasequery"])
+                && self.wait_for(&["loaded Kea lease snapshot", "resumed Kea lease file"])
+            {
                 return;
             }
             self.kill();
@@ -115,14 +118,14 @@ impl Station {
         panic!("lqd did not start three times in a row");
     }
 
-    fn wait_for(&self, text: &str) -> bool {
+    fn wait_for(&self, texts: &[&str]) -> bool {
         let Some(lines) = &self.lines else {
             return false;
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return true,
+                Ok(line) if texts.iter().any(|t| line.contains(t)) => return true,
                 Ok(_) => {}
                 Err(_) => return false,
             }
