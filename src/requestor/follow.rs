@@ -157,6 +157,12 @@ pub trait Sink {
     /// A notice. An error stops [`follow`] (e.g. the server's DUID changed under a mirror).
     fn notice(&mut self, notice: &Notice<'_>) -> Result<(), RequestorError>;
 
+    /// The local clock read when the next messages were received (R-33: local times are
+    /// stored next to server times).
+    fn set_local_unix(&mut self, local_unix: u64) {
+        let _ = local_unix;
+    }
+
     /// True when the loop should end (checked between reads).
     fn stop(&self) -> bool {
         false
@@ -411,6 +417,7 @@ impl Session<'_> {
             last_rx = clock.monotonic();
             let output = stream.active.on_message(&message)?;
             let local_unix = clock.unix_now();
+            sink.set_local_unix(local_unix);
             if let Some(base) = output.base_time {
                 self.skew.sample(base, local_unix);
             }
@@ -497,6 +504,7 @@ impl Session<'_> {
             match rx.try_recv() {
                 Ok(FromRecovery::Binding(binding)) => {
                     stream.recovered += 1;
+                    sink.set_local_unix(clock.unix_now());
                     sink.apply(Some(&binding), Origin::Recovery, None)?;
                 }
                 Ok(FromRecovery::Done(result)) => {

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS leases (
     base_time_server INTEGER,
     expires_server INTEGER,
     expires_utc TEXT,
+    expires_local_unix INTEGER,
     last_contact_server INTEGER,
     updated_local_unix INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -115,6 +116,8 @@ pub struct Mirror {
     local_unix: u64,
     /// Print notices as JSON lines on standard output.
     verbose: bool,
+    /// Server minus local clock, seconds (R-33): local times of server times.
+    skew: time::SkewEstimate,
 }
 
 impl Mirror {
@@ -125,8 +128,10 @@ impl Mirror {
         db.execute_batch(SCHEMA).map_err(sql_error)?;
         db.execute("DELETE FROM leases WHERE deleted = 1", [])
             .map_err(sql_error)?;
-        let seq = db
-            .query_row("SELECT seq FROM state WHERE id = 1", [], |r| r.get(0))
+        let (seq, skew_s) = db
+            .query_row("SELECT seq, skew_s FROM state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(sql_error)?;
         Ok(Self {
             db,
@@ -134,6 +139,7 @@ impl Mirror {
             recovery_from: None,
             local_unix: 0,
             verbose,
+            skew: time::SkewEstimate::from_seconds(skew_s),
         })
     }
 
@@ -178,11 +184,6 @@ impl Mirror {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(sql_error)?;
         rows.collect::<Result<_, _>>().map_err(sql_error)
-    }
-
-    /// Set the local time of the next updates.
-    pub fn set_local_unix(&mut self, local_unix: u64) {
-        self.local_unix = local_unix;
     }
 
     fn existing(tx: &Transaction<'_>, key: &str) -> Result<Option<Existing>, RequestorError> {
@@ -264,11 +265,13 @@ impl Mirror {
         let expires = binding.base_time.and_then(|b| lease.expires(b));
         tx.execute(
             "INSERT INTO leases (lease, kind, client_id, preferred, valid, base_time_server, \
-             expires_server, expires_utc, last_contact_server, updated_local_unix, seq, deleted) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             expires_server, expires_utc, last_contact_server, updated_local_unix, seq, deleted, \
+             expires_local_unix) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
              ON CONFLICT (lease) DO UPDATE SET kind = ?2, client_id = ?3, preferred = ?4, \
              valid = ?5, base_time_server = ?6, expires_server = ?7, expires_utc = ?8, \
-             last_contact_server = ?9, updated_local_unix = ?10, seq = ?11, deleted = ?12",
+             last_contact_server = ?9, updated_local_unix = ?10, seq = ?11, deleted = ?12, \
+             expires_local_unix = ?13",
             params![
                 key,
                 kind,
@@ -282,6 +285,7 @@ impl Mirror {
                 unix_i64(self.local_unix),
                 self.seq,
                 i64::from(deleted),
+                expires.map(|e| self.skew.to_local_unix(e)),
             ],
         )
         .map_err(sql_error)?;
@@ -373,6 +377,10 @@ impl Mirror {
 }
 
 impl Sink for Mirror {
+    fn set_local_unix(&mut self, local_unix: u64) {
+        self.local_unix = local_unix;
+    }
+
     fn apply(
         &mut self,
         binding: Option<&Binding>,
@@ -381,6 +389,7 @@ impl Sink for Mirror {
     ) -> Result<(), RequestorError> {
         if let Some(cp) = &checkpoint {
             self.local_unix = cp.local_unix;
+            self.skew = time::SkewEstimate::from_seconds(cp.skew_s);
         }
         self.seq += 1;
         let tx = self.db.unchecked_transaction().map_err(sql_error)?;
@@ -510,7 +519,10 @@ fn initial_load(
     loop {
         mirror.reset()?;
         mirror.set_local_unix(clock.unix_now());
-        let mut on_binding = |b: Binding| mirror.apply(Some(&b), Origin::Bulk, None);
+        let mut on_binding = |b: Binding| {
+            mirror.set_local_unix(clock.unix_now());
+            mirror.apply(Some(&b), Origin::Bulk, None)
+        };
         let xid = crate::wire::Xid::new(0x10_0000).unwrap_or_else(|| unreachable!("24-bit"));
         let result = follow::run_bulk(
             settings,
