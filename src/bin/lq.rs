@@ -129,6 +129,9 @@ struct FollowArgs {
     /// Link-address of the filter.
     #[arg(long)]
     link: Option<Ipv6Addr>,
+    /// Ask for relay data (OPTION_LQ_RELAY_DATA) in each binding (needs a filter).
+    #[arg(long)]
+    relay_data: bool,
     /// Catch up from this time (LQ_START_TIME): server time or YYYY-MM-DDTHH:MM:SSZ.
     #[arg(long)]
     start: Option<String>,
@@ -291,7 +294,16 @@ fn follow_cmd(args: &FollowArgs) -> Result<(), RequestorError> {
         .as_deref()
         .map(|kind| QuerySpec::parse(kind, args.value.as_deref(), args.link))
         .transpose()
-        .map_err(RequestorError::Query)?;
+        .map_err(RequestorError::Query)?
+        .map(|mut spec| {
+            spec.relay_data = args.relay_data;
+            spec
+        });
+    if args.relay_data && filter.is_none() {
+        return Err(RequestorError::Query(
+            "--relay-data needs a filter; use link-address :: for all bindings".into(),
+        ));
+    }
     let start = parse_time_arg(args.start.as_ref())?;
     let mut printer = Printer {
         count: args.count,

@@ -38,6 +38,8 @@ pub enum Event {
         server_id: Vec<u8>,
         /// A catch-up follows (START_TIME sent, no DataMissing).
         catch_up: bool,
+        /// The first binding, when the REPLY carried one (S-40).
+        first: Option<Binding>,
     },
     /// A binding changed (or, during catch-up, its state since START_TIME).
     Binding {
@@ -235,14 +237,17 @@ impl Active {
                 } else {
                     Phase::Live
                 };
-                if binding_of(&message.options, base_time)?.is_some() {
-                    // A REPLY may carry the first binding (S-40): not expected in Active,
-                    // and not reported as one; treat the REPLY as the start only.
-                    return Ok(Event::Discarded("CLIENT_DATA in an Active REPLY"));
-                }
+                // A REPLY may carry the first binding (S-40); one without CLIENT_DATA starts
+                // the stream and does not end the query (D-7). A CLIENT_DATA to drop
+                // is dropped silently.
+                let first = match binding_of(&message.options, base_time)? {
+                    Some(Ok(binding)) => Some(binding),
+                    Some(Err(_)) | None => None,
+                };
                 Ok(Event::Started {
                     server_id,
                     catch_up,
+                    first,
                 })
             }
             StatusCode::DataMissing => {

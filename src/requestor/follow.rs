@@ -444,12 +444,24 @@ impl Session<'_> {
         sink: &mut dyn Sink,
     ) -> Result<(), RequestorError> {
         match event {
-            Event::Started { server_id, .. } => {
+            Event::Started {
+                server_id,
+                catch_up,
+                first,
+            } => {
                 sink.notice(&Notice::Started {
                     server_id: &server_id,
                     start_time: stream.start_time,
                     base_time,
                 })?;
+                if let Some(binding) = first {
+                    let origin = if catch_up {
+                        Origin::CatchUp
+                    } else {
+                        Origin::Live
+                    };
+                    return sink.apply(Some(&binding), origin, checkpoint);
+                }
             }
             Event::Binding { binding, catch_up } => {
                 let origin = if catch_up {

@@ -192,7 +192,14 @@ fn active_base_time_is_not_saved_during_catch_up_r29_r31() {
     let out = a
         .on_message(&parse(&reply(XID, Some(&ME), None, Some(1000), None)))
         .expect("valid in this test");
-    assert!(matches!(out.event, Event::Started { catch_up: true, .. }));
+    assert!(matches!(
+        out.event,
+        Event::Started {
+            catch_up: true,
+            first: None,
+            ..
+        }
+    ));
     assert_eq!(out.checkpoint, None);
     assert_eq!(a.phase(), Phase::CatchUp);
     let cd = client_data(1, 100);
@@ -314,4 +321,18 @@ fn worked_example_b_is_what_lq_sends() {
         0x32, 0x9d, 0x77, 0xb8,
     ];
     assert_eq!(&frame[..n], &expected);
+}
+
+#[test]
+fn active_reply_may_carry_the_first_binding_s40() {
+    let mut a = Active::new(xid(9), &ME, None, None);
+    let cd = client_data(3, 50);
+    let out = a
+        .on_message(&parse(&reply(9, Some(&ME), None, Some(70), Some(&cd))))
+        .expect("valid in this test");
+    let Event::Started { first, .. } = out.event else {
+        panic!("{out:?}")
+    };
+    assert_eq!(first.expect("binding").last_contact(), Some(60));
+    assert_eq!(out.checkpoint, Some(70));
 }
