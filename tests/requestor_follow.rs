@@ -222,3 +222,27 @@ fn not_supported_and_receive_timeout_fail_clearly() {
     assert!(run.stderr.contains("receive timeout"), "{}", run.stderr);
     assert!(run.stdout.contains("\"started\""), "{}", run.stdout);
 }
+
+/// R-2, D-13: a filtered Active query streams only the matching client; `--count` ends it.
+#[test]
+fn follow_with_a_filter_d13() {
+    let lqd = Lqd::start(&[], &[("active_idle_timeout_s", "1")]);
+    let server = format!("127.0.0.1:{}", lqd.port);
+    let id = hex(&duid(9));
+    let mut f = LqProc::start(&["follow", "-s", &server, "--count", "1", "client-id", &id]);
+    let mut seen = Vec::new();
+    f.until(T, &mut seen, is("started"));
+    lqd.append(&[Row::na(8, "2001:db8:1::8", 1)]);
+    lqd.append(&[Row::na(9, "2001:db8:1::9", 1)]);
+    let b = f.until(T, &mut seen, |v| v["type"] == "binding");
+    assert_eq!(
+        b["client_id"]["hex"],
+        id.as_str(),
+        "only the filtered client"
+    );
+    let deadline = std::time::Instant::now() + T;
+    while f.running() {
+        assert!(std::time::Instant::now() < deadline, "--count 1 ends lq");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

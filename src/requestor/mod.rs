@@ -45,3 +45,6 @@ pub trait Clock: Send + Sync {
 
 #[cfg(test)]
 mod machine_tests;
+
+#[cfg(test)]
+mod mirror_tests;
