@@ -75,7 +75,7 @@ fn client(n: u16, leases: &[&str]) -> (String, Vec<String>) {
 #[test]
 fn bulk_of_each_query_type() {
     let lqd = Lqd::start(&rows(), &[]);
-    lqd.wait_clients(3);
+    requestor_common::wait_clients(lqd.port, 3);
     let two = client(2, &["2001:db8:2::2", "2001:db8:9::/56"]);
     assert_eq!(
         bulk(&lqd, &["address", "2001:db8:1::3"]),
@@ -107,7 +107,7 @@ fn bulk_of_each_query_type() {
 #[test]
 fn bulk_output_shows_times_duid_types_and_relay_data() {
     let lqd = Lqd::start(&rows(), &[]);
-    lqd.wait_clients(3);
+    requestor_common::wait_clients(lqd.port, 3);
     let server = format!("127.0.0.1:{}", lqd.port);
     let run = lq(
         &[
@@ -164,7 +164,7 @@ fn bulk_output_shows_times_duid_types_and_relay_data() {
 #[test]
 fn bulk_time_window() {
     let lqd = Lqd::start(&rows(), &[]);
-    lqd.wait_clients(3);
+    requestor_common::wait_clients(lqd.port, 3);
     let now = server_now();
     let (before, after) = ((now - 3600).to_string(), (now + 3600).to_string());
     assert_eq!(

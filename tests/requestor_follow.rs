@@ -73,7 +73,7 @@ fn catch_up_then_live_r29() {
         Row::na(3, "2001:db8:1::3", 1),
         Row::na(4, "2001:db8:2::4", 2),
     ]);
-    lqd.wait_clients(2);
+    requestor_common::wait_clients(lqd.port, 2);
     let server = format!("127.0.0.1:{}", lqd.port);
     let f = LqProc::start(&[
         "follow",
@@ -140,7 +140,7 @@ fn data_missing_runs_the_bulk_recovery_r32() {
         ],
         &[("active_idle_timeout_s", "1")],
     );
-    lqd.wait_clients(2);
+    requestor_common::wait_clients(lqd.port, 2);
     let server = format!("127.0.0.1:{}", lqd.port);
     // A start time before lqd's history began (S-54).
     let start = (server_now() - 100_000).to_string();

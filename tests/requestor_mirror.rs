@@ -9,87 +9,15 @@
 mod requestor_common;
 mod server_common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
-use lqd::wire::build::QueryOut;
-use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode};
-use requestor_common::{db_path, LqProc, Station};
-use server_common::{bulk, duid, server_now, Row};
-
-/// Lease key → client DUID (hex).
-type State = BTreeMap<String, String>;
+use requestor_common::{db_path, lqd_state, LqProc, State, Station};
+use server_common::{duid, server_now, Row};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// lqd's bindings, by a Bulk query for all of them (D-3), read with the codec alone (not
-/// with the requestor under test); `None` when the connection fails (lqd restarting).
-fn lqd_state(port: u16) -> Option<State> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(&bulk(0x51, QueryOut::LinkAddress, "::", &[], &[]))
-        .ok()?;
-    let mut decoder = FrameDecoder::new(u16::MAX);
-    let mut state = State::new();
-    loop {
-        let frame = match decoder.next_frame().ok()? {
-            Some(frame) => frame.to_vec(),
-            None => {
-                let n = stream.read(decoder.spare()).ok()?;
-                if n == 0 {
-                    return None;
-                }
-                decoder.commit(n);
-                continue;
-            }
-        };
-        let message = Message::parse(&frame).ok()?;
-        let data = match message.options.find(OptionCode::ClientData) {
-            Some(Opt::ClientData(inner)) => Some(inner),
-            _ => None,
-        };
-        if let Some(inner) = data {
-            add_client_data(&mut state, inner);
-        }
-        match message.msg_type {
-            MessageType::LeasequeryReply if data.is_none() => return Some(state),
-            MessageType::LeasequeryDone => return Some(state),
-            _ => {}
-        }
-    }
-}
-
-fn add_client_data(state: &mut State, inner: lqd::wire::OptionList<'_>) {
-    let mut owner = String::new();
-    let mut keys = Vec::new();
-    for opt in inner.iter() {
-        match opt {
-            Opt::ClientId(d) => owner = hex(d.bytes()),
-            Opt::IaAddr(a) => {
-                assert!(
-                    a.valid > 0,
-                    "a Bulk answer without a window lists live leases (D-4)"
-                );
-                keys.push(a.address.to_string());
-            }
-            Opt::IaPrefix(p) => keys.push(format!("{}/{}", p.prefix, p.prefix_len)),
-            _ => {}
-        }
-    }
-    for key in keys {
-        // A client that changes while the answer streams may come twice (the answer is
-        // not a snapshot); a lease never has two owners.
-        if let Some(previous) = state.insert(key.clone(), owner.clone()) {
-            assert_eq!(previous, owner, "{key} has two owners");
-        }
-    }
 }
 
 /// The mirror's live leases, and its client rows.

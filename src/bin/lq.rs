@@ -82,6 +82,9 @@ struct Timers {
     /// Give up after this many consecutive failed attempts (default: never).
     #[arg(long)]
     retries_max: Option<u32>,
+    /// Reconnect this many seconds before the last saved base time (lq mirror: 2).
+    #[arg(long)]
+    resume_margin: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -155,9 +158,6 @@ struct MirrorArgs {
     /// The SQLite database.
     #[arg(long)]
     db: PathBuf,
-    /// Resume this many seconds before the saved base time.
-    #[arg(long, default_value_t = 2)]
-    resume_margin: u32,
     /// Print every binding and notice as JSON lines.
     #[arg(short, long)]
     verbose: bool,
@@ -198,6 +198,7 @@ fn settings(common: &Common, timers: Option<&Timers>) -> Result<Settings, Reques
         s.retry_max = Duration::from_secs(t.retry_max.max(t.retry_min));
         s.rcv_timeout = Duration::from_secs(t.rcv_timeout);
         s.retries_max = t.retries_max;
+        s.resume_margin_s = t.resume_margin.unwrap_or(0);
     }
     Ok(s)
 }
@@ -327,7 +328,7 @@ fn follow_cmd(args: &FollowArgs) -> Result<(), RequestorError> {
 fn mirror_cmd(args: &MirrorArgs) -> Result<(), RequestorError> {
     let settings = settings(&args.common, Some(&args.timers))?;
     let options = MirrorOptions {
-        resume_margin_s: args.resume_margin,
+        resume_margin_s: args.timers.resume_margin.unwrap_or(2),
         verbose: args.verbose,
     };
     mirror::run(&args.db, &settings, &options, &SystemClock)

@@ -52,6 +52,10 @@ pub struct Settings {
     pub retries_max: Option<u32>,
     /// Largest message accepted.
     pub message_size_max: u16,
+    /// Seconds subtracted from a saved base time when it becomes LQ_START_TIME again
+    /// (changes the server had not yet sent when it was saved come again; still derived
+    /// from server data, R-6). 0 = the base time itself.
+    pub resume_margin_s: u32,
 }
 
 impl Settings {
@@ -67,6 +71,7 @@ impl Settings {
             retry_max: Duration::from_secs(600),
             retries_max: None,
             message_size_max: MESSAGE_SIZE_MAX,
+            resume_margin_s: 0,
         }
     }
 
@@ -291,12 +296,13 @@ pub fn follow(
         filter,
         recovery,
         saved: start_time,
+        from_checkpoint: false,
         skew: SkewEstimate::default(),
         xid: 0,
     };
     let mut failures = 0u32;
     loop {
-        let started = match session.run(sink, clock) {
+        let retry_in = match session.run(sink, clock) {
             Ok(()) => return Ok(()),
             Err((error, started)) if error.is_retryable() => {
                 if started {
@@ -310,13 +316,13 @@ pub fn follow(
                 sink.notice(&Notice::Disconnected {
                     error: &error,
                     retry_in,
-                    start_time: session.saved,
+                    start_time: session.next_start(),
                 })?;
                 retry_in
             }
             Err((error, _)) => return Err(error),
         };
-        sleep_unless_stopped(started, sink);
+        sleep_unless_stopped(retry_in, sink);
         if sink.stop() {
             return Ok(());
         }
@@ -339,11 +345,29 @@ struct Session<'s> {
     recovery: Recovery,
     /// The last saved base time: the next LQ_START_TIME.
     saved: Option<u32>,
+    /// `saved` came from a checkpoint (not from the caller): the resume margin applies.
+    from_checkpoint: bool,
     skew: SkewEstimate,
     xid: u32,
 }
 
 impl Session<'_> {
+    /// The LQ_START_TIME of the next connection.
+    fn next_start(&self) -> Option<u32> {
+        let margin = if self.from_checkpoint {
+            self.settings.resume_margin_s
+        } else {
+            0
+        };
+        self.saved.map(|s| s.wrapping_sub(margin))
+    }
+
+    /// Record a base time that may be saved.
+    fn save(&mut self, base_time: u32) {
+        self.saved = Some(base_time);
+        self.from_checkpoint = true;
+    }
+
     fn next_xid(&mut self) -> Xid {
         // unique per connection; a new connection per query makes a counter enough.
         self.xid = (self.xid % Xid::MAX) + 1;
@@ -356,11 +380,12 @@ impl Session<'_> {
         sink: &mut dyn Sink,
         clock: &dyn Clock,
     ) -> Result<(), (RequestorError, bool)> {
+        let start_time = self.next_start();
         let mut active = Active::new(
             self.next_xid(),
             &self.settings.requestor,
             self.filter.cloned(),
-            self.saved,
+            start_time,
         );
         let mut conn = Conn::connect(
             self.settings.server,
@@ -374,7 +399,7 @@ impl Session<'_> {
             .map_err(|e| (e, false))?;
         let mut stream = Stream {
             active: &mut active,
-            start_time: self.saved,
+            start_time,
             recovery: None,
             recovered: 0,
         };
@@ -429,7 +454,7 @@ impl Session<'_> {
                 skew_s: self.skew.seconds(),
             });
             if let Some(cp) = checkpoint {
-                self.saved = Some(cp.base_time);
+                self.save(cp.base_time);
             }
             self.on_event(output.event, output.base_time, checkpoint, stream, sink)?;
         }
@@ -491,7 +516,7 @@ impl Session<'_> {
                     stream.recovery = Some(spawn_recovery(self.settings, self.filter, window, xid));
                     stream.recovered = 0;
                 } else if let Some(base) = stream.active.recovery_done() {
-                    self.saved = Some(base);
+                    self.save(base);
                 }
             }
             Event::Keepalive => sink.notice(&Notice::Keepalive { base_time })?,
@@ -524,7 +549,7 @@ impl Session<'_> {
                     stream.recovery = None;
                     sink.notice(&Notice::RecoveryDone { bindings })?;
                     if let Some(base_time) = stream.active.recovery_done() {
-                        self.saved = Some(base_time);
+                        self.save(base_time);
                         let server_id = stream.active.server_id().unwrap_or_default().to_vec();
                         let checkpoint = Checkpoint {
                             base_time,

@@ -588,8 +588,10 @@ pub fn run(
         None => initial_load(&mut mirror, settings, clock)?,
     };
     let start_time = base_time.wrapping_sub(options.resume_margin_s);
+    let mut settings = settings.clone();
+    settings.resume_margin_s = options.resume_margin_s;
     follow::follow(
-        settings,
+        &settings,
         None,
         Some(start_time),
         follow::Recovery::Full,

@@ -4,14 +4,27 @@
 //! Every wait is bounded.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::server_common::{Row, HEADER};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+
+use lqd::wire::build::QueryOut;
+use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode};
+
+use super::server_common::{bulk, Row, HEADER};
+
+/// Lease key (`2001:db8::1`, `2001:db8:100::/56`) → client DUID (hex).
+pub type State = BTreeMap<String, String>;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A port kept for the whole test: bound with SO_REUSEPORT but not listening, so no other
 /// test takes it while lqd (which binds with SO_REUSEPORT too) comes and goes.
@@ -336,4 +349,84 @@ impl Drop for LqProc {
 /// The database path of a mirror test.
 pub fn db_path(dir: &Path) -> String {
     dir.join("mirror.sqlite").display().to_string()
+}
+
+/// lqd's bindings, by a Bulk query for all of them (D-3), read with the codec alone (not
+/// with the requestor under test); `None` when the connection fails (lqd restarting).
+pub fn lqd_state(port: u16) -> Option<State> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(&bulk(0x51, QueryOut::LinkAddress, "::", &[], &[]))
+        .ok()?;
+    let mut decoder = FrameDecoder::new(u16::MAX);
+    let mut state = State::new();
+    loop {
+        let frame = match decoder.next_frame().ok()? {
+            Some(frame) => frame.to_vec(),
+            None => {
+                let n = stream.read(decoder.spare()).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                decoder.commit(n);
+                continue;
+            }
+        };
+        let message = Message::parse(&frame).ok()?;
+        let data = match message.options.find(OptionCode::ClientData) {
+            Some(Opt::ClientData(inner)) => Some(inner),
+            _ => None,
+        };
+        if let Some(inner) = data {
+            add_client_data(&mut state, inner);
+        }
+        match message.msg_type {
+            MessageType::LeasequeryReply if data.is_none() => return Some(state),
+            MessageType::LeasequeryDone => return Some(state),
+            _ => {}
+        }
+    }
+}
+
+fn add_client_data(state: &mut State, inner: lqd::wire::OptionList<'_>) {
+    let mut owner = String::new();
+    let mut keys = Vec::new();
+    for opt in inner.iter() {
+        match opt {
+            Opt::ClientId(d) => owner = hex(d.bytes()),
+            Opt::IaAddr(a) => {
+                assert!(
+                    a.valid > 0,
+                    "a Bulk answer without a window lists live leases (D-4)"
+                );
+                keys.push(a.address.to_string());
+            }
+            Opt::IaPrefix(p) => keys.push(format!("{}/{}", p.prefix, p.prefix_len)),
+            _ => {}
+        }
+    }
+    for key in keys {
+        // A client that changes while the answer streams may come twice (the answer is
+        // not a snapshot); a lease never has two owners.
+        if let Some(previous) = state.insert(key.clone(), owner.clone()) {
+            assert_eq!(previous, owner, "{key} has two owners");
+        }
+    }
+}
+
+/// Wait (≤ 20 s) until lqd reports leases of exactly `clients` clients; a new connection
+/// per attempt (lqd closes one after `queries_per_connection` queries).
+pub fn wait_clients(port: u16, clients: usize) -> State {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(state) = lqd_state(port) {
+            let owners: std::collections::BTreeSet<&String> = state.values().collect();
+            if owners.len() == clients {
+                return state;
+            }
+        }
+        assert!(Instant::now() < deadline, "lqd never had {clients} clients");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
