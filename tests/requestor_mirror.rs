@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use requestor_common::{db_path, lqd_state, LqProc, State, Station};
+use requestor_common::{db_path, lq, lqd_state, LqProc, State, Station};
 use server_common::{duid, server_now, Row};
 
 fn hex(bytes: &[u8]) -> String {
@@ -161,6 +161,14 @@ fn mirror_survives_sigkill_of_lqd_and_of_lq() {
     let server = station.server();
     let mut mirror = LqProc::start(&mirror_args(&server, &db));
     wait_equal(&station, Path::new(&db), &kea.model, &mirror);
+    // One mirror per database.
+    let second = lq(&mirror_args(&server, &db), Duration::from_secs(10));
+    assert!(!second.ok);
+    assert!(
+        second.stderr.contains("another lq mirror"),
+        "{}",
+        second.stderr
+    );
 
     for round in 0..4u16 {
         // Live changes, then a SIGKILL of lqd, more changes while it is down, a restart:
@@ -181,8 +189,13 @@ fn mirror_survives_sigkill_of_lqd_and_of_lq() {
     }
     let state = wait_equal(&station, Path::new(&db), &kea.model, &mirror);
     assert!(state.len() > 30, "{state:?}");
-    // The last lq saw lqd go away and come back, resuming with a saved base time and
-    // catching up (its --verbose lines).
+    check_resume_notices(&mirror);
+    check_state_row(Path::new(&db));
+}
+
+/// The last lq saw lqd go away and come back, resuming with a saved base time and
+/// catching up (its --verbose lines).
+fn check_resume_notices(mirror: &LqProc) {
     let mut lines = Vec::new();
     while let Some(v) = mirror.next(Duration::from_millis(200)) {
         lines.push(v);
@@ -208,9 +221,11 @@ fn mirror_survives_sigkill_of_lqd_and_of_lq() {
         "every connection resumes from the saved base time (R-30)"
     );
     assert!(lines.iter().any(|v| v["origin"] == "catch-up"));
+}
 
-    // The resume point: base time and server DUID, server and local times.
-    let conn = rusqlite::Connection::open(&db).expect("db");
+/// The resume point: base time and server DUID, server and local times.
+fn check_state_row(db: &Path) {
+    let conn = rusqlite::Connection::open(db).expect("db");
     let (base, server_id, local, skew): (u32, Vec<u8>, i64, i64) = conn
         .query_row(
             "SELECT base_time, server_id, saved_local_unix, skew_s FROM state",

@@ -376,6 +376,28 @@ impl Mirror {
     }
 }
 
+/// An exclusive lock on `<db>.lock`, held while one `lq mirror` keeps the database: a second
+/// one on the same file would interleave its base times with the first's. The kernel drops
+/// the lock when the process ends, however it ends.
+fn lock(path: &Path) -> Result<std::fs::File, RequestorError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| RequestorError::Sink(format!("{}: {e}", Path::new(&name).display())))?;
+    file.try_lock().map_err(|_| {
+        RequestorError::Sink(format!(
+            "another lq mirror keeps {} (it holds {})",
+            path.display(),
+            Path::new(&name).display()
+        ))
+    })?;
+    Ok(file)
+}
+
 impl Sink for Mirror {
     fn set_local_unix(&mut self, local_unix: u64) {
         self.local_unix = local_unix;
@@ -446,6 +468,16 @@ impl Sink for Mirror {
         }
         if let Some(v) = notice_json(notice) {
             self.print(&v);
+        }
+        if let (
+            false,
+            Notice::Disconnected {
+                error, retry_in, ..
+            },
+        ) = (self.verbose, notice)
+        {
+            // Without -v the operator still learns why the mirror is not current.
+            eprintln!("lq: {error}; reconnecting in {} s", retry_in.as_secs());
         }
         Ok(())
     }
@@ -582,6 +614,7 @@ pub fn run(
     options: &MirrorOptions,
     clock: &dyn Clock,
 ) -> Result<(), RequestorError> {
+    let _lock = lock(path)?;
     let mut mirror = Mirror::open(path, options.verbose)?;
     let base_time = match mirror.saved()?.base_time {
         Some(base_time) => base_time,
