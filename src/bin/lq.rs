@@ -224,13 +224,18 @@ fn bulk(args: &BulkArgs) -> Result<(), RequestorError> {
         parse_time_arg(args.start.as_ref())?,
         parse_time_arg(args.end.as_ref())?,
     );
-    if matches!(args.format, Format::Table) {
-        emit(output::TABLE_HEADER)?;
-    }
     let format = args.format;
+    // The table header comes with the first binding, so that a failure prints only its
+    // message.
+    let mut header_due = matches!(format, Format::Table);
     let mut on_binding = |b: Binding| match format {
         Format::Json => emit(&output::binding_json(&b, Origin::Bulk).to_string()),
-        Format::Table => output::binding_rows(&b).iter().try_for_each(|r| emit(r)),
+        Format::Table => {
+            if std::mem::take(&mut header_due) {
+                emit(output::TABLE_HEADER)?;
+            }
+            output::binding_rows(&b).iter().try_for_each(|r| emit(r))
+        }
     };
     let xid = Xid::new(0x4c51).unwrap_or_else(|| unreachable!("24-bit"));
     let summary = follow::run_bulk(&settings, xid, &spec, window, &mut on_binding, &mut |why| {
