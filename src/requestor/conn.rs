@@ -159,3 +159,19 @@ impl Conn {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_default_to_port_547_r10() {
+        let p = |s: &str| resolve(s).expect("resolves").to_string();
+        assert_eq!(p("2001:db8::53"), "[2001:db8::53]:547");
+        assert_eq!(p("[2001:db8::53]:5470"), "[2001:db8::53]:5470");
+        assert_eq!(p("127.0.0.1:5470"), "127.0.0.1:5470");
+        assert_eq!(p("127.0.0.1"), "127.0.0.1:547");
+        assert_eq!(p("[::1]"), "[::1]:547");
+        assert!(resolve("no such host.invalid:1:2").is_err());
+    }
+}

@@ -580,3 +580,29 @@ struct Stream<'a> {
     recovery: Option<Receiver<FromRecovery>>,
     recovered: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_retry_min_doubles_and_is_capped_r11() {
+        let mut s = Settings::new(([127, 0, 0, 1], 547).into(), vec![0, 3, 0, 1, 1]);
+        assert_eq!(
+            s.retry_min,
+            Duration::from_secs(60),
+            "ACTIVE_LQ_IDLE_TIMEOUT"
+        );
+        assert_eq!(
+            s.rcv_timeout,
+            Duration::from_secs(120),
+            "ACTIVE_LQ_RCV_TIMEOUT"
+        );
+        let waits: Vec<u64> = (1..=6).map(|f| s.backoff(f).as_secs()).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 600, 600]);
+        s.retry_min = Duration::from_secs(1);
+        s.retry_max = Duration::from_secs(2);
+        assert_eq!(s.backoff(1), Duration::from_secs(1));
+        assert_eq!(s.backoff(30), Duration::from_secs(2));
+    }
+}
