@@ -9,6 +9,7 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod net;
+pub mod requestor;
 pub mod server;
 pub mod store;
 pub mod wire;
