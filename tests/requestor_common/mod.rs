@@ -83,7 +83,8 @@ impl Station {
 
     fn config(&self) -> String {
         format!(
-            "[store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
+            "[metrics]\nlisten = \"\"\n\
+             [store]\ndata_dir = \"{data}\"\nshards = 2\nsegment_bytes = 1048576\n\
              segments_max = 16\nclients_max = 10000\naddresses_max = 10000\n\
              prefixes_max = 1000\n\
              [ingest]\nlease_file = \"{journal}\"\nkea_config = \"\"\nidle_wait_ms = 20\n\
