@@ -5,7 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -17,31 +16,14 @@ use std::net::TcpStream;
 use lqd::wire::build::QueryOut;
 use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode};
 
-use super::server_common::{bulk, Row, HEADER};
+pub use super::server_common::reserve_port;
+use super::server_common::{bulk, spawn, Row, Spawned, HEADER};
 
 /// Lease key (`2001:db8::1`, `2001:db8:100::/56`) → client DUID (hex).
 pub type State = BTreeMap<String, String>;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A port kept for the whole test: bound with SO_REUSEPORT but not listening, so no other
-/// test takes it while lqd (which binds with SO_REUSEPORT too) comes and goes.
-pub fn reserve_port() -> (socket2::Socket, u16) {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_reuse_address(true).expect("SO_REUSEADDR");
-    socket.set_reuse_port(true).expect("SO_REUSEPORT");
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    socket.bind(&any.into()).expect("bind");
-    let port = socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .expect("bound address")
-        .port();
-    (socket, port)
 }
 
 /// An lqd with a fixed directory, port and journal, which survives its process.
@@ -106,21 +88,9 @@ impl Station {
         let config = self.dir.path().join("lqd.toml");
         std::fs::write(&config, self.config()).expect("config");
         for _ in 0..3 {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_lqd"))
-                .arg("--config")
-                .arg(&config)
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("lqd starts");
-            let stderr = child.stderr.take().expect("piped");
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
+            let Spawned { child, lines, .. } = spawn(&config, &[]);
             self.child = Some(child);
-            self.lines = Some(rx);
+            self.lines = Some(lines);
             // A fresh data directory loads the journal; an existing one resumes it.
             if self.wait_for(&["serving leasequery"])
                 && self.wait_for(&["loaded Kea lease snapshot", "resumed Kea lease file"])

@@ -138,11 +138,48 @@ impl Row {
     }
 }
 
+/// A running lqd process: its stderr, line by line as it comes and all of it so far.
+pub struct Spawned {
+    /// The process.
+    pub child: Child,
+    /// Lines of its stderr as they come.
+    pub lines: mpsc::Receiver<String>,
+    /// Every line so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Start the lqd binary with `config`, run by `wrapper` if one is given (e.g. `prlimit`).
+pub fn spawn(config: &std::path::Path, wrapper: &[&str]) -> Spawned {
+    let lqd = env!("CARGO_BIN_EXE_lqd");
+    let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
+        Some((first, rest)) => (first, rest.iter().copied().chain([lqd]).collect()),
+        None => (lqd, Vec::new()),
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lqd starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, lines) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            keep.lock().expect("log").push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    Spawned { child, lines, log }
+}
+
 /// A port for one lqd, held until that lqd is gone: a socket bound with SO_REUSEPORT (but
 /// not listening, so it takes no connections) keeps every other `bind(0)` — in this process
 /// or another test process — off the port, while lqd's own SO_REUSEPORT listeners (same
 /// user) may bind it.
-fn reserve_port() -> (socket2::Socket, u16) {
+pub fn reserve_port() -> (socket2::Socket, u16) {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_reuse_address(true).expect("SO_REUSEADDR");
@@ -240,28 +277,7 @@ impl Lqd {
         let (reservation, port) = reserve_port();
         let config = dir.path().join("lqd.toml");
         std::fs::write(&config, config_text(dir.path(), port, server)).expect("config");
-        let lqd = env!("CARGO_BIN_EXE_lqd");
-        let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
-            Some((first, rest)) => (first, rest.iter().copied().chain([lqd]).collect()),
-            None => (lqd, Vec::new()),
-        };
-        let mut child = Command::new(program)
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lqd starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let keep = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                keep.lock().expect("log").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let Spawned { child, lines, log } = spawn(&config, wrapper);
         let lqd = Self {
             child,
             lines,
