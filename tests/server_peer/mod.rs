@@ -3,22 +3,20 @@
 //! on lqd's own codec (`lqd::wire::build`, `FrameDecoder`).
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lqd::wire::build::{framed, write_query, LqQueryOut, QueryMessage};
 use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode, StatusCode, Xid};
 
-/// The 17-column header of Kea 2.2's lease6 memfile (kea.md §3).
-pub const HEADER: &str = "address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,\
-iaid,prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_source";
+#[path = "../server_common/mod.rs"]
+mod server_common;
 
-/// The requestor's own DUID (DUID-LL 00:aa:bb:cc:dd:ee), sent in CLIENTID.
-pub const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+pub use server_common::{HEADER, REQUESTOR};
 
 /// lqd's SERVERID in every test configuration (DUID-LL 00:11:22:33:44:55).
 pub const SERVER_DUID_HEX: &str = "00030001001122334455";
@@ -190,24 +188,11 @@ impl Lqd {
     pub fn start(dir: &Path, journal: &Journal, setup: &Setup) -> Self {
         let config = dir.join("lqd.toml");
         std::fs::write(&config, setup.toml(dir, &journal.path)).expect("write the config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lqd"))
-            .arg("--config")
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lqd starts");
-        let stderr = child.stderr.take().expect("piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let mut lqd = Self { child, lines };
+        let server_common::Spawned { child, log, .. } = server_common::spawn(&config, &[]);
+        let mut lqd = Self { child, lines: log };
         lqd.wait_for("serving leasequery", Duration::from_secs(20));
         lqd.wait_for("loaded Kea lease snapshot", Duration::from_secs(20));
-        // The shard threads apply the snapshot's rows from their queues.
+        // The workers apply the snapshot's rows from their queues.
         std::thread::sleep(Duration::from_millis(300));
         lqd
     }
