@@ -7,10 +7,11 @@
 //! ```
 //!
 //! [`FrameDecoder`] takes the byte stream in pieces of any size (partial reads, several frames
-//! in one read) and yields whole messages. Its buffer is allocated once, sized for one
-//! message of the configured maximum; a message-size above that maximum, or below the
-//! 4-octet header, is rejected as soon as the 2-octet prefix arrives, before any of the body
-//! is buffered. After an error the decoder stays failed: the stream has lost its framing and
+//! in one read) and yields whole messages. Its buffer starts at [`INITIAL_CAPACITY`] octets
+//! (queries are small, and a server holds thousands of idle decoders) and grows once, to
+//! one message of the configured maximum, when a larger message-size arrives; a
+//! message-size above that maximum, or below the 4-octet header, is rejected as soon as
+//! the 2-octet prefix arrives, before any of the body is buffered. After an error the decoder stays failed: the stream has lost its framing and
 //! the connection must be closed.
 
 use super::error::Error;
@@ -19,10 +20,14 @@ use super::message::HEADER_LEN;
 /// Octets of the message-size prefix.
 pub const PREFIX_LEN: usize = 2;
 
+/// The decoder's first buffer: frames up to this size (prefix included) need no more.
+const INITIAL_CAPACITY: usize = 1024;
+
 /// A streaming frame decoder with a fixed buffer.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    /// Capacity `PREFIX_LEN + message_size_max`: one maximal frame.
+    /// [`INITIAL_CAPACITY`], or `PREFIX_LEN + message_size_max` (one maximal frame) once a
+    /// larger frame came (or when that is smaller).
     buf: Box<[u8]>,
     /// First octet not yet returned; invariant: `start <= end <= buf.len()`.
     start: usize,
@@ -62,7 +67,7 @@ impl FrameDecoder {
             usize::from(message_size_max) >= HEADER_LEN,
             "maximum below the header size"
         );
-        let capacity = PREFIX_LEN + usize::from(message_size_max);
+        let capacity = (PREFIX_LEN + usize::from(message_size_max)).min(INITIAL_CAPACITY);
         Self {
             buf: vec![0; capacity].into_boxed_slice(),
             start: 0,
@@ -89,6 +94,17 @@ impl FrameDecoder {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.end >= PREFIX_LEN {
+            let size = u16::from_be_bytes([self.buf[0], self.buf[1]]);
+            // An invalid size fails in next_frame without growing anything.
+            let valid = usize::from(size) >= HEADER_LEN && size <= self.message_size_max;
+            if valid && PREFIX_LEN + usize::from(size) > self.buf.len() {
+                // A frame larger than the first buffer: grow once, to the maximum.
+                let mut grown = vec![0; PREFIX_LEN + usize::from(self.message_size_max)];
+                grown[..self.end].copy_from_slice(&self.buf[..self.end]);
+                self.buf = grown.into_boxed_slice();
+            }
         }
         &mut self.buf[self.end..]
     }
@@ -187,6 +203,27 @@ mod tests {
             d.next_frame(),
             Err(Error::FrameTooLarge { size: 11, max: 10 })
         );
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_first_buffer_grows_it_once() {
+        let mut d = FrameDecoder::new(u16::MAX);
+        assert_eq!(d.spare().len(), INITIAL_CAPACITY);
+        let size: u16 = 5000;
+        let mut frame = size.to_be_bytes().to_vec();
+        frame.extend((0..size).map(|i| (i % 251) as u8));
+        let mut fed = 0;
+        while fed < frame.len() {
+            assert_eq!(d.next_frame().unwrap(), None);
+            fed += d.extend(&frame[fed..(fed + 700).min(frame.len())]);
+        }
+        assert_eq!(d.next_frame().unwrap(), Some(&frame[2..]));
+        assert_eq!(d.spare().len(), PREFIX_LEN + usize::from(u16::MAX));
+        // A size over the maximum fails without growing.
+        let mut small = FrameDecoder::new(2000);
+        assert_eq!(small.extend(&[0x10, 0x00]), 2);
+        assert_eq!(small.spare().len(), INITIAL_CAPACITY - 2);
+        assert!(small.next_frame().is_err());
     }
 
     #[test]
