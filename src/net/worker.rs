@@ -144,15 +144,15 @@ struct Slot {
     conn: Option<Connection>,
     /// The connection's own octets: batch prefixes and frames, or the unsent rest of a
     /// batch (sent from `send_off` to `send_len` with a plain `send`).
-    send: Box<[u8]>,
+    send: Share<u8>,
     send_len: usize,
     send_off: usize,
     /// The batch of the `sendmsg` in flight (parts, their iovecs, its header): these
     /// belong to the kernel until its completion.
-    parts: Box<[Part]>,
+    parts: Share<Part>,
     parts_len: usize,
     batch_len: usize,
-    iov: Box<[libc::iovec]>,
+    iov: Share<libc::iovec>,
     msg: Box<libc::msghdr>,
     recv_busy: bool,
     send_busy: bool,
@@ -315,13 +315,15 @@ impl<'a> Worker<'a> {
         let ring = IoUring::builder()
             .setup_cqsize(entries * 2)
             .build(entries)?;
+        let mut areas = Areas::new(config.slots, config.send_buffer)?;
         let slots = (0..config.slots)
-            .map(|_| Slot::new(config.send_buffer, policy))
+            .map(|i| Slot::new(&mut areas, i, policy))
             .collect();
         let slots_max = u32::try_from(config.slots).expect("slots fit u32");
         Ok(Worker {
             ring,
             slots,
+            _areas: areas,
             free: (0..slots_max).rev().collect(),
             completions: Vec::with_capacity(usize::try_from(entries * 2).unwrap_or(1024)),
             accept_busy: false,
@@ -444,6 +446,8 @@ impl<'a> Worker<'a> {
 struct Worker<'a> {
     ring: IoUring,
     slots: Vec<Slot>,
+    /// The memory behind the slots' buffers; declared after `slots`, so dropped after them.
+    _areas: Areas,
     free: Vec<u32>,
     completions: Vec<(u64, i32)>,
     accept_busy: bool,
@@ -672,25 +676,18 @@ impl Worker<'_> {
 
 impl Slot {
     /// A free slot, its connection allocated at startup.
-    fn new(send_buffer: usize, policy: &Policy) -> Self {
+    fn new(areas: &mut Areas, index: usize, policy: &Policy) -> Self {
         Self {
             fd: -1,
             generation: 0,
             conn: None,
-            send: vec![0; send_buffer].into_boxed_slice(),
+            send: areas.send.share(index),
             send_len: 0,
             send_off: 0,
-            parts: vec![Part::default(); PARTS_MAX].into_boxed_slice(),
+            parts: areas.parts.share(index),
             parts_len: 0,
             batch_len: 0,
-            iov: vec![
-                libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0
-                };
-                PARTS_MAX
-            ]
-            .into_boxed_slice(),
+            iov: areas.iov.share(index),
             // SAFETY: msghdr is plain data for which all zeroes is a valid (empty) value.
             msg: Box::new(unsafe { std::mem::zeroed() }),
             recv_busy: false,
@@ -700,6 +697,87 @@ impl Slot {
             peer: None,
             spare: Some(Connection::new(policy, Permitted::ALL, 0)),
         }
+    }
+}
+
+/// One array per kind of slot buffer, for every slot of a worker, in an anonymous mapping:
+/// the kernel maps a page only when a slot first writes to it, so the thousands of slots
+/// reserved at startup cost no resident memory until they carry connections (an allocator
+/// would touch a header page per buffer, or zero them).
+struct Areas {
+    send: Area<u8>,
+    parts: Area<Part>,
+    iov: Area<libc::iovec>,
+}
+
+impl Areas {
+    fn new(slots: usize, send_buffer: usize) -> io::Result<Self> {
+        Ok(Self {
+            send: Area::new(slots, send_buffer)?,
+            parts: Area::new(slots, PARTS_MAX)?,
+            iov: Area::new(slots, PARTS_MAX)?,
+        })
+    }
+}
+
+/// `slots` arrays of `per_slot` values of `T`, zero-filled.
+struct Area<T> {
+    map: memmap2::MmapMut,
+    per_slot: usize,
+    slots: usize,
+    shared: Vec<bool>,
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T> Area<T> {
+    /// Only for types valid as all-zero bytes (octets, `Part`, `iovec`: see `share`).
+    fn new(slots: usize, per_slot: usize) -> io::Result<Self> {
+        let bytes = std::mem::size_of::<T>() * per_slot * slots;
+        Ok(Self {
+            map: memmap2::MmapMut::map_anon(bytes.max(1))?,
+            per_slot,
+            slots,
+            shared: vec![false; slots],
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    /// Slot `index`'s array, handed out once.
+    fn share(&mut self, index: usize) -> Share<T> {
+        assert!(index < self.slots && !self.shared[index], "each array once");
+        self.shared[index] = true;
+        let base = self.map.as_mut_ptr().cast::<T>();
+        // SAFETY: the mapping holds `slots * per_slot` values of `T` (page-aligned, so
+        // aligned for `T`); slot `index`'s range lies inside it and is handed out once.
+        let ptr = unsafe { base.add(index * self.per_slot) };
+        Share {
+            ptr: ptr::NonNull::new(ptr).expect("a mapping is not at address 0"),
+            len: self.per_slot,
+        }
+    }
+}
+
+/// A slot's array in an [`Area`]: owned by that slot alone; the area outlives it (the
+/// worker drops its slots before its areas).
+struct Share<T> {
+    ptr: ptr::NonNull<T>,
+    len: usize,
+}
+
+impl<T> std::ops::Deref for Share<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr..ptr + len` is this slot's range of a live mapping, zero-filled at
+        // first, and only ever written as `T` (octets, `Part`, `iovec`: each valid as all
+        // zero bytes); no other `Share` covers it.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for Share<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 

@@ -7,12 +7,12 @@
 //! ```
 //!
 //! [`FrameDecoder`] takes the byte stream in pieces of any size (partial reads, several frames
-//! in one read) and yields whole messages. Its buffer starts at [`INITIAL_CAPACITY`] octets
+//! in one read) and yields whole messages. Its buffer starts at `INITIAL_CAPACITY` (1 KiB) octets
 //! (queries are small, and a server holds thousands of idle decoders) and grows once, to
 //! one message of the configured maximum, when a larger message-size arrives; a
 //! message-size above that maximum, or below the 4-octet header, is rejected as soon as
-//! the 2-octet prefix arrives, before any of the body is buffered. After an error the decoder stays failed: the stream has lost its framing and
-//! the connection must be closed.
+//! the 2-octet prefix arrives, before any of the body is buffered. After an error the
+//! decoder stays failed: the stream has lost its framing and the connection must be closed.
 
 use super::error::Error;
 use super::message::HEADER_LEN;
