@@ -522,10 +522,11 @@ fn check_sharing(text: &str, scale: &Scale) {
     let frames = scrape::sum(text, "lqd_frames_sent_total", &[]);
     let enters = scrape::sum(text, "lqd_io_uring_enter_total", &[]);
     let send = |kind| scrape::sum(text, "lqd_send_operations_total", &[("kind", kind)]);
+    let steps = scrape::sum(text, "lqd_cursor_steps_shared_total", &[]);
     eprintln!(
         "fan-out: bodies built {built}, shared {shared}, copied {copied}; {frames} frames in \
          {} batch sendmsg + {} plain sends ({} spilled); {enters} io_uring_enter ({:.4} per \
-         frame)",
+         frame); {steps} cursor steps shared",
         send("batch"),
         send("plain"),
         send("spill"),

@@ -135,6 +135,8 @@ pub struct Counters {
     pub bodies_shared: AtomicU64,
     /// Bodies copied per connection because the arena was full.
     pub bodies_copied: AtomicU64,
+    /// Cursor steps taken from another connection instead of reading the log.
+    pub steps_shared: AtomicU64,
     /// Bulk queries answered from the shards' indexes, and by scanning the logs.
     pub bulk_indexed: AtomicU64,
     /// See `bulk_indexed`.
@@ -172,6 +174,7 @@ impl Default for Counters {
             bodies_built: AtomicU64::new(0),
             bodies_shared: AtomicU64::new(0),
             bodies_copied: AtomicU64::new(0),
+            steps_shared: AtomicU64::new(0),
             bulk_indexed: AtomicU64::new(0),
             bulk_scanned: AtomicU64::new(0),
             catch_up_complete: AtomicU64::new(0),

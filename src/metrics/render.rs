@@ -290,6 +290,13 @@ fn sending(out: &mut Out, registry: &Registry) {
     );
     out.per_worker(
         registry,
+        "lqd_cursor_steps_shared_total",
+        "Steps of live all-bindings cursors taken from another connection of the worker \
+         instead of reading the log.",
+        |w| &w.steps_shared,
+    );
+    out.per_worker(
+        registry,
         "lqd_changes_applied_total",
         "Changes applied to the shards a worker owns.",
         |w| &w.applied,

@@ -436,6 +436,8 @@ impl<'a> Worker<'a> {
         c.bodies_built.store(self.bodies.built, Ordering::Relaxed);
         c.bodies_shared.store(self.bodies.hits, Ordering::Relaxed);
         c.bodies_copied.store(self.bodies.copied, Ordering::Relaxed);
+        c.steps_shared
+            .store(self.bodies.steps_reused, Ordering::Relaxed);
         if let Some(sampler) = &mut self.bodies.sampler {
             sampler.publish();
         }

@@ -18,13 +18,13 @@
 //! catch-up and live data (D-13). Time comes in as arguments (style.md S11).
 
 use crate::store::model::{time_at_or_after, DuidBuf};
-use crate::store::record::decode_template;
-use crate::store::{Cursor, LogReader, Mode, Next, Shard};
+use crate::store::record::{decode_template, TemplateFields};
+use crate::store::{Cursor, LogReader, Mode, Next, RecordRef, Shard};
 use crate::wire::build::{framed, write_data, write_done, write_reply, Reply, StatusOut};
 use crate::wire::{EncodeError, StatusCode, Xid};
 
 use super::body::write_body;
-use super::out::{Batch, BodyKey};
+use super::out::{Batch, BodyKey, Refused, Step, StepRecord};
 use super::select::Selection;
 
 pub use super::out::BODY_MAX;
@@ -268,6 +268,9 @@ impl ActiveSession {
     /// lifetimes count from, S-49). False when every cursor is at the committed end (or the
     /// scan budget ran out). The caller checked that the batch has room.
     fn next_binding(&mut self, readers: &[LogReader], now: u32, batch: &mut Batch<'_>) -> bool {
+        // A live stream of every binding (the fan-out) shares its cursor steps with the
+        // worker's other connections: one reads the log, the others jump (out::Step).
+        let shared_steps = !self.selection.needs_binding() && !self.catching_up;
         let mut idle_shards = 0;
         for _ in 0..SCAN_PER_FILL_MAX {
             if idle_shards == self.cursors.len() {
@@ -275,6 +278,18 @@ impl ActiveSession {
                 return false;
             }
             let shard = self.shard;
+            let shard_id = u16::try_from(shard).expect("shards fit u16");
+            let from = self.cursors[shard].position();
+            if shared_steps {
+                match self.follow_step(readers, now, batch, shard) {
+                    Some(true) => return true,
+                    Some(false) => {
+                        idle_shards = 0;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             let selection = &self.selection;
             match self.cursors[shard].next(&readers[shard]) {
                 Next::Record(record) => {
@@ -282,55 +297,34 @@ impl ActiveSession {
                     if !selection.may_match(&record.header) {
                         continue;
                     }
-                    let change_time = record.header.change_time;
-                    let at = if time_at_or_after(now, change_time) {
-                        now
-                    } else {
-                        change_time
-                    };
-                    let (template, fields) = if selection.needs_binding() {
-                        let Some(view) = Shard::view(&record) else {
-                            continue;
-                        };
-                        if !selection.matches(&view.binding, now, true) {
-                            continue;
-                        }
-                        (view.template, view.time_fields)
-                    } else {
-                        // Every binding: the template is all that is sent (fan-out path).
-                        let Ok(found) = decode_template(record.payload) else {
-                            continue;
-                        };
-                        found
-                    };
-                    let key = BodyKey {
-                        shard: u16::try_from(shard).expect("shards fit u16"),
-                        relay: selection.relay_data,
-                        at,
+                    let found = StepRecord {
+                        offset: record.offset,
                         sequence: record.header.sequence,
+                        change_time: record.header.change_time,
                     };
-                    let base_time = selection.base_time.then_some(at);
+                    let Some((template, fields)) = template_of(selection, &record, now) else {
+                        continue;
+                    };
+                    let (key, base_time) = body_key(selection, shard_id, &found, now);
                     let relay = selection.relay_data;
                     let built = batch.data(self.xid, base_time, &key, |out| {
-                        write_body(template, &fields, change_time, at, relay, out).ok()
+                        write_body(template, &fields, found.change_time, key.at, relay, out).ok()
                     });
-                    // Room was checked: only a body that cannot be built (a template over
-                    // BODY_MAX, which the store does not write) is refused; it is skipped,
-                    // loudly.
-                    match built {
-                        Ok(()) => self.sent += 1,
-                        Err(refused) => tracing::error!(
-                            shard,
-                            sequence = key.sequence,
-                            ?refused,
-                            "a record's CLIENT_DATA could not be built: not sent"
-                        ),
+                    self.count(built, &key);
+                    if shared_steps {
+                        let after = self.cursors[shard].position();
+                        remember(batch, (shard_id, from), after, Some(found));
                     }
                     // Round robin: the next binding comes from the next shard.
                     self.shard = (shard + 1) % self.cursors.len();
                     return true;
                 }
-                Next::Again => {}
+                Next::Again => {
+                    if shared_steps {
+                        let after = self.cursors[shard].position();
+                        remember(batch, (shard_id, from), after, None);
+                    }
+                }
                 Next::Pending => {
                     idle_shards += 1;
                     self.shard = (self.shard + 1) % self.cursors.len();
@@ -339,6 +333,73 @@ impl ActiveSession {
             }
         }
         false
+    }
+
+    /// Count a binding added to the batch. Room was checked: only a body that cannot be
+    /// built (a template over BODY_MAX, which the store does not write) is refused; it is
+    /// skipped, loudly.
+    fn count(&mut self, built: Result<(), Refused>, key: &BodyKey) {
+        match built {
+            Ok(()) => self.sent += 1,
+            Err(refused) => tracing::error!(
+                shard = key.shard,
+                sequence = key.sequence,
+                ?refused,
+                "a record's CLIENT_DATA could not be built: not sent"
+            ),
+        }
+    }
+
+    /// Take the step another connection's cursor took from where `shard`'s cursor is, if
+    /// any: `Some(true)` when it found a record (sent), `Some(false)` when it only skipped.
+    fn follow_step(
+        &mut self,
+        readers: &[LogReader],
+        now: u32,
+        batch: &mut Batch<'_>,
+        shard: usize,
+    ) -> Option<bool> {
+        let shard_id = u16::try_from(shard).expect("shards fit u16");
+        let step = batch
+            .bodies()
+            .step(shard_id, self.cursors[shard].position())?;
+        self.cursors[shard].advance_to(step.after);
+        let Some(found) = step.record else {
+            return Some(false);
+        };
+        self.send_stepped(readers, now, batch, shard, found);
+        Some(true)
+    }
+
+    /// Send the record another connection's cursor step found: its body is usually in the
+    /// arena already; if not, it is read back from the log. A record recycled meanwhile
+    /// means this cursor fell behind the retained history.
+    fn send_stepped(
+        &mut self,
+        readers: &[LogReader],
+        now: u32,
+        batch: &mut Batch<'_>,
+        shard: usize,
+        found: StepRecord,
+    ) {
+        let shard_id = u16::try_from(shard).expect("shards fit u16");
+        let (key, base_time) = body_key(&self.selection, shard_id, &found, now);
+        let relay = self.selection.relay_data;
+        let mut recycled = false;
+        let built = batch.data(self.xid, base_time, &key, |out| {
+            let body = readers[shard].with_record(found.offset, |record| {
+                let (template, fields) = decode_template(record.payload).ok()?;
+                write_body(template, &fields, found.change_time, key.at, relay, out).ok()
+            });
+            recycled = body.is_none();
+            body.flatten()
+        });
+        if recycled {
+            self.horizon_passed(readers, shard);
+        } else {
+            self.count(built, &key);
+        }
+        self.shard = (shard + 1) % self.cursors.len();
     }
 
     /// Every cursor reached the committed end: a catch-up is complete (S-53).
@@ -368,6 +429,53 @@ impl ActiveSession {
             self.terminate();
         }
     }
+}
+
+/// What a session sends of `record`: its CLIENT_DATA template and time fields, when the
+/// binding matches the selection.
+fn template_of<'r>(
+    selection: &Selection,
+    record: &RecordRef<'r>,
+    now: u32,
+) -> Option<(&'r [u8], TemplateFields)> {
+    if selection.needs_binding() {
+        let view = Shard::view(record)?;
+        selection
+            .matches(&view.binding, now, true)
+            .then_some((view.template, view.time_fields))
+    } else {
+        // Every binding: the template is all that is sent (fan-out path).
+        decode_template(record.payload).ok()
+    }
+}
+
+/// Share a cursor step (from `at` = (shard, position) to `after`) with the worker's other
+/// connections.
+fn remember(batch: &mut Batch<'_>, at: (u16, u64), after: u64, record: Option<StepRecord>) {
+    batch.bodies().remember(at.0, at.1, Step { after, record });
+}
+
+/// The shared body's key for a record, and the message's LQ_BASE_TIME: the second the
+/// body is re-based to (`now`, or the record's change time when the owner's clock
+/// already read the next second, S-49).
+fn body_key(
+    selection: &Selection,
+    shard: u16,
+    found: &StepRecord,
+    now: u32,
+) -> (BodyKey, Option<u32>) {
+    let at = if time_at_or_after(now, found.change_time) {
+        now
+    } else {
+        found.change_time
+    };
+    let key = BodyKey {
+        shard,
+        relay: selection.relay_data,
+        at,
+        sequence: found.sequence,
+    };
+    (key, selection.base_time.then_some(at))
 }
 
 /// Every shard's cursor at its committed end, live (into the session's own vector).

@@ -81,6 +81,40 @@ struct Entry {
 /// Probes before a lookup gives up (the body is then copied, not shared).
 const PROBES_MAX: usize = 8;
 
+/// A step of a live all-bindings cursor, shared between the connections of a worker: from
+/// position `from` of `shard`, the cursor skips to `after`, having found `record` (or only
+/// skipped records: superseded ones, carried copies, checkpoints). Skipped records stay
+/// skipped (superseded never reverts), so a step stays true as records are appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Step {
+    /// Where the cursor continues.
+    pub after: u64,
+    /// The record found, if any.
+    pub record: Option<StepRecord>,
+}
+
+/// The record a [`Step`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StepRecord {
+    /// Its offset in the shard's log.
+    pub offset: u64,
+    /// Its sequence number (the body's key).
+    pub sequence: u64,
+    /// Its change time.
+    pub change_time: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct StepEntry {
+    stamp: u32,
+    shard: u16,
+    from: u64,
+    step: Step,
+}
+
+/// Steps remembered per worker until the arena is emptied.
+const STEPS_MAX: usize = 1 << 14;
+
 /// The worker's shared bodies: a fixed arena and an open-addressing index over it, emptied
 /// as a whole when no send borrows it (see [`Bodies::may_reset`]).
 pub struct Bodies {
@@ -101,6 +135,10 @@ pub struct Bodies {
     pub copied: u64,
     /// Samples the delivery latency of each record when its body is first built.
     pub sampler: Option<crate::metrics::Sampler>,
+    /// Cursor steps taken by one connection, for the others (see [`Step`]).
+    steps: Box<[StepEntry]>,
+    /// Steps reused instead of reading the log.
+    pub steps_reused: u64,
 }
 
 impl Bodies {
@@ -121,6 +159,8 @@ impl Bodies {
             built: 0,
             copied: 0,
             sampler: None,
+            steps: vec![StepEntry::default(); STEPS_MAX].into_boxed_slice(),
+            steps_reused: 0,
         }
     }
 
@@ -147,8 +187,33 @@ impl Bodies {
             if self.stamp == 1 {
                 // The stamp wrapped: old entries could look current.
                 self.index.fill(Entry::default());
+                self.steps.fill(StepEntry::default());
             }
         }
+    }
+
+    fn step_slot(&self, shard: u16, from: u64) -> usize {
+        let h = (from ^ (u64::from(shard) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        usize::try_from(h >> 40).unwrap_or(0) & (self.steps.len() - 1)
+    }
+
+    /// The step a cursor of `shard` at `from` takes, if another connection took it.
+    pub fn step(&mut self, shard: u16, from: u64) -> Option<Step> {
+        let entry = &self.steps[self.step_slot(shard, from)];
+        let hit = entry.stamp == self.stamp && entry.shard == shard && entry.from == from;
+        self.steps_reused += u64::from(hit);
+        hit.then_some(entry.step)
+    }
+
+    /// Remember a step for the other connections (the slot's previous step is replaced).
+    pub fn remember(&mut self, shard: u16, from: u64, step: Step) {
+        let slot = self.step_slot(shard, from);
+        self.steps[slot] = StepEntry {
+            stamp: self.stamp,
+            shard,
+            from,
+            step,
+        };
     }
 
     fn find(&self, key: &BodyKey) -> Result<Part, Option<usize>> {
@@ -284,6 +349,11 @@ impl<'a> Batch<'a> {
     /// True when a part points into the shared arena.
     pub fn borrows(&self) -> bool {
         self.parts().iter().any(|p| p.shared)
+    }
+
+    /// The worker's shared bodies and cursor steps.
+    pub fn bodies(&mut self) -> &mut Bodies {
+        self.bodies
     }
 
     /// True when one more LEASEQUERY-DATA of any size fits.
@@ -531,6 +601,28 @@ mod tests {
         bodies.borrowed = 0;
         bodies.may_reset(101);
         assert_eq!(bodies.used(), 0, "new second, nothing borrowed: emptied");
+    }
+
+    #[test]
+    fn cursor_steps_are_shared_until_the_arena_empties() {
+        let mut bodies = Bodies::new(64 * 1024);
+        bodies.may_reset(100);
+        assert_eq!(bodies.step(0, 4096), None);
+        let found = StepRecord {
+            offset: 8192,
+            sequence: 7,
+            change_time: 99,
+        };
+        let step = Step {
+            after: 8448,
+            record: Some(found),
+        };
+        bodies.remember(0, 4096, step);
+        assert_eq!(bodies.step(0, 4096), Some(step));
+        assert_eq!(bodies.step(1, 4096), None, "another shard");
+        assert_eq!(bodies.steps_reused, 1);
+        bodies.may_reset(101);
+        assert_eq!(bodies.step(0, 4096), None, "forgotten with the arena");
     }
 
     #[test]

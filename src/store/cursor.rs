@@ -98,6 +98,14 @@ impl Cursor {
         self.position
     }
 
+    /// Move ahead to `position`, a record start at or after this cursor's position that
+    /// another cursor in the same mode reached by skipping only records this one would
+    /// skip too (a worker shares such steps between its connections).
+    pub fn advance_to(&mut self, position: u64) {
+        assert!(position >= self.position, "cursors only move forward");
+        self.position = position;
+    }
+
     /// The mode.
     pub const fn mode(&self) -> Mode {
         self.mode
