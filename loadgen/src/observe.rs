@@ -18,6 +18,31 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User + system CPU seconds of process `pid` ("self" for this one), all threads.
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold blanks: state is field 3, utime 14,
+    // stime 15 (proc(5)).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks_per_s())
+}
+
+/// `getconf CLK_TCK` (100 on every Linux seen).
+fn clock_ticks_per_s() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t: &f64| t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// Every sample of a `/metrics` answer, summed per metric name (labels dropped).
 pub(crate) fn scrape(addr: SocketAddr) -> Option<BTreeMap<String, f64>> {
     let timeout = Duration::from_secs(2);
@@ -121,8 +146,8 @@ mod tests {
     #[test]
     fn parses_metrics_and_perf() {
         let m = parse_metrics(
-            "# HELP x\nlqd_frames_sent_total{worker=\"0\"} 10\nlqd_frames_sent_total{worker=\"1\"} 5\n\
-             lqd_io_uring_enter_total 3\n",
+            "# HELP x\nlqd_frames_sent_total{worker=\"0\"} 10\n\
+             lqd_frames_sent_total{worker=\"1\"} 5\nlqd_io_uring_enter_total 3\n",
         );
         assert_eq!(m["lqd_frames_sent_total"], 15.0);
         assert_eq!(m["lqd_io_uring_enter_total"], 3.0);
@@ -135,5 +160,6 @@ mod tests {
             None
         );
         assert!(rss_kib(std::process::id()).is_some_and(|k| k > 0));
+        assert!(cpu_seconds("self").is_some_and(|s| s >= 0.0));
     }
 }

@@ -169,6 +169,8 @@ impl Report {
                 "source": self.load.syscalls.source,
             },
             "drain_timed_out": self.load.drain_timed_out,
+            "cpu": { "wall_s": self.load.wall_s, "lqd_s": self.load.lqd_cpu_s,
+                     "loadgen_s": self.load.own_cpu_s },
         })
     }
 }
@@ -342,6 +344,22 @@ impl fmt::Display for Report {
             opt(sc.syscalls),
             opt(sc.frames),
             sc.source
+        )?;
+        let cpu = |s: Option<f64>| {
+            opt(s.map(|s| {
+                format!(
+                    "{s:.1} s ({:.0} % of one CPU)",
+                    100.0 * s / self.load.wall_s
+                )
+            }))
+        };
+        writeln!(
+            f,
+            "     CPU from the schedule's start to the end of the drain ({:.1} s): lqd {}, \
+             lq-loadgen {}",
+            self.load.wall_s,
+            cpu(self.load.lqd_cpu_s),
+            cpu(self.load.own_cpu_s)
         )?;
         if let Some(exit) = &l.exit {
             writeln!(f, "     exit after SIGTERM: {exit}")?;

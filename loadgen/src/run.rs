@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context};
 
 use crate::fleet::{FleetConfig, Mix, Receiver, Shared};
 use crate::inject::{inject, Injected};
-use crate::observe::{perf_works, rss_kib, scrape, PerfSyscalls};
+use crate::observe::{cpu_seconds, perf_works, rss_kib, scrape, PerfSyscalls};
 use crate::population::Population;
 use crate::progress::Progress;
 use crate::report::{LqdFigures, Report, Syscalls};
@@ -372,6 +372,12 @@ pub(crate) struct Load {
     pub(crate) syscalls: Syscalls,
     /// True when the drain ended by its time limit, not by quiet.
     pub(crate) drain_timed_out: bool,
+    /// CPU seconds lqd used from the schedule's start to the end of the drain.
+    pub(crate) lqd_cpu_s: Option<f64>,
+    /// CPU seconds this process used in the same time.
+    pub(crate) own_cpu_s: Option<f64>,
+    /// That time, seconds.
+    pub(crate) wall_s: f64,
 }
 
 /// Run the schedule: writer thread, progress, RSS samples, syscall counting, drain.
@@ -390,6 +396,9 @@ fn run_schedule(
     };
     let start_ns = shared.now_ns() + 100_000_000;
     shared.start_ns.store(start_ns, Ordering::Release);
+    let lqd_pid = target.pid.map(|p| p.to_string());
+    let cpu = |pid: Option<&str>| pid.and_then(cpu_seconds);
+    let cpu_before = (cpu(lqd_pid.as_deref()), cpu(Some("self")));
     let writer = {
         let (shared, journal, population, rate) = (
             Arc::clone(shared),
@@ -417,6 +426,8 @@ fn run_schedule(
         .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     let drain_timed_out = drain(args, shared, &mut progress, target, &mut rss_load);
     progress.finish(shared);
+    let cpu_after = (cpu(lqd_pid.as_deref()), cpu(Some("self")));
+    let wall_s = shared.now_ns().saturating_sub(start_ns) as f64 / 1e9;
     let after = target.metrics.and_then(scrape);
     let frames_in_window =
         frames_at_window_end.unwrap_or_else(|| shared.data_frames.load(Ordering::Acquire));
@@ -428,6 +439,9 @@ fn run_schedule(
         rss_load_kib: rss_load,
         syscalls,
         drain_timed_out,
+        lqd_cpu_s: cpu_before.0.zip(cpu_after.0).map(|(b, a)| a - b),
+        own_cpu_s: cpu_before.1.zip(cpu_after.1).map(|(b, a)| a - b),
+        wall_s,
     })
 }
 
