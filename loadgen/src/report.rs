@@ -244,9 +244,15 @@ impl Report {
                 p.writes,
                 p.seconds
             )?;
+            let offered = s.expected as f64 / self.schedule_s().max(1e-9);
+            let note = if self.frames_per_s() >= 0.95 * offered {
+                "  (lqd kept up with the offered load: a lower bound, not a ceiling)"
+            } else {
+                "  (lqd saturated: delivered below offered)"
+            };
             writeln!(
                 f,
-                "  lqd / pump                 {:>12.2}×",
+                "  lqd / pump                 {:>12.2}×{note}",
                 self.pump_ratio().unwrap_or(0.0)
             )?;
         }
