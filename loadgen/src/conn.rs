@@ -104,14 +104,28 @@ pub(crate) struct Stream {
     resumed: bool,
     /// Distinct states received (live and catch-up).
     received: u64,
+    /// Clients of the filter that change at all in the planned schedule.
+    finals_needed: u32,
+    /// Of those, clients whose final planned state arrived.
+    finals_seen: u32,
+    /// Changes the schedule plans.
+    planned: u64,
     /// Per client: 0 = nothing seen, else 1 + the highest change number seen.
     seen: Box<[u16]>,
 }
 
 impl Stream {
-    /// A stream for `filter` over `clients` clients, its query just sent.
-    pub(crate) fn new(filter: Filter, clients: u32) -> Self {
+    /// A stream for `filter` over the population, whose schedule plans `planned` changes;
+    /// its query just sent.
+    pub(crate) fn new(filter: Filter, population: &Population, planned: u64) -> Self {
+        let clients = population.clients;
+        let finals_needed = (0..clients)
+            .filter(|&c| filter.matches(population, c) && population.final_k(c, planned).is_some())
+            .count();
         Self {
+            finals_needed: u32::try_from(finals_needed).expect("at most `clients`, a u32"),
+            finals_seen: 0,
+            planned,
             filter,
             phase: Phase::Querying,
             base_time: None,
@@ -119,6 +133,11 @@ impl Stream {
             received: 0,
             seen: vec![0; clients as usize].into_boxed_slice(),
         }
+    }
+
+    /// True once every client of the filter is at its final planned state.
+    pub(crate) const fn complete(&self) -> bool {
+        self.finals_seen == self.finals_needed
     }
 
     /// A new query on a new connection, resuming from the last LQ_BASE_TIME seen; returns
@@ -261,6 +280,9 @@ impl Stream {
         }
         self.seen[c] = mark;
         self.received += 1;
+        if population.final_k(change.client, self.planned) == Some(change.k) {
+            self.finals_seen += 1;
+        }
         if catching_up {
             stats.catchup_frames += 1;
             return;
@@ -334,7 +356,7 @@ mod tests {
     #[test]
     fn counts_duplicates_out_of_order_and_missing() {
         let p = population();
-        let mut s = Stream::new(Filter::All, p.clients);
+        let mut s = Stream::new(Filter::All, &p, 10);
         let mut stats = ThreadStats::new();
         let at = |g: u64| g * 1_000;
         s.frame(&reply(), &p, 0, &at, &mut stats);
@@ -348,6 +370,7 @@ mod tests {
         s.frame(&data(0, 0), &p, 10_000_000, &at, &mut stats);
         assert_eq!(stats.out_of_order, 1);
         // 10 changes written: client 0 ends at k 2, 1 at k 2, 2 and 3 at k 1.
+        assert!(!s.complete());
         s.check(&p, 10, &mut stats);
         assert_eq!(stats.missing, 4);
         assert_eq!(stats.expected, 10);
@@ -364,7 +387,7 @@ mod tests {
         let q = active_query(7, Filter::Link(0), Some(5));
         assert_eq!(q[2], 22, "ACTIVELEASEQUERY");
         assert_eq!(usize::from(u16::from_be_bytes([q[0], q[1]])), q.len() - 2);
-        let mut s = Stream::new(Filter::Link(0), p.clients);
+        let mut s = Stream::new(Filter::Link(0), &p, 10);
         let mut stats = ThreadStats::new();
         s.frame(&reply(), &p, 0, &|g| g, &mut stats);
         s.frame(&data(1, 0), &p, 5, &|g| g, &mut stats);

@@ -65,6 +65,8 @@ pub(crate) struct FleetConfig {
     pub(crate) threads: usize,
     /// Optional mixes.
     pub(crate) mix: Mix,
+    /// Changes the schedule plans (each connection knows every client's final state).
+    pub(crate) planned: u64,
 }
 
 impl FleetConfig {
@@ -112,6 +114,9 @@ pub(crate) struct Shared {
     pub(crate) start_ns: AtomicU64,
     /// Changes written (final once `stop` is set).
     pub(crate) written: AtomicU64,
+    /// Connections done: every final state received, stopped on purpose, closed, or never
+    /// opened.
+    pub(crate) settled: AtomicUsize,
     /// Set when the receivers should finish.
     pub(crate) stop: AtomicBool,
 }
@@ -127,6 +132,7 @@ impl Shared {
             last_data_ns: AtomicU64::new(0),
             start_ns: AtomicU64::new(u64::MAX),
             written: AtomicU64::new(0),
+            settled: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         }
     }
@@ -160,6 +166,17 @@ struct Conn {
     xid: u32,
     /// True once the first REPLY came (counted in [`Shared::replied`]).
     replied: bool,
+    /// True once counted in [`Shared::settled`].
+    settled: bool,
+}
+
+impl Conn {
+    fn settle(&mut self, shared: &Shared) {
+        if !self.settled {
+            self.settled = true;
+            shared.settled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One receiver thread.
@@ -229,12 +246,13 @@ impl Receiver {
             index: i,
             socket: None,
             decoder: FrameDecoder::new(u16::MAX),
-            stream: Stream::new(filter, config.population.clients),
+            stream: Stream::new(filter, &config.population, config.planned),
             stops: config.stops(i),
             reconnects: config.reconnects(i),
             next_reconnect_ns: 0,
             xid,
             replied: false,
+            settled: false,
         };
         let token = Token(self.conns.len());
         match self.attach(token, &active_query(xid, filter, None)) {
@@ -242,6 +260,7 @@ impl Receiver {
             Err(e) => {
                 self.shared.connect_failed.fetch_add(1, Ordering::Relaxed);
                 self.stats.error(connect_error_kind(&e));
+                conn.settle(&self.shared);
             }
         }
         self.conns.push(conn);
@@ -297,7 +316,7 @@ impl Receiver {
                 Ok(0) => {
                     self.stats.evicted += 1;
                     self.stats.error("closed by lqd while reading");
-                    close(conn, &self.poll);
+                    close(conn, &self.poll, &self.shared);
                     return false;
                 }
                 Ok(n) => n,
@@ -306,7 +325,7 @@ impl Receiver {
                 Err(e) => {
                     self.stats.evicted += 1;
                     self.stats.error(read_error_kind(&e));
-                    close(conn, &self.poll);
+                    close(conn, &self.poll, &self.shared);
                     return false;
                 }
             };
@@ -323,7 +342,7 @@ impl Receiver {
                     Ok(None) => break,
                     Err(_) => {
                         self.stats.error("framing error");
-                        close(conn, &self.poll);
+                        close(conn, &self.poll, &self.shared);
                         return false;
                     }
                 }
@@ -332,8 +351,12 @@ impl Receiver {
                 conn.replied = true;
                 self.shared.replied.fetch_add(1, Ordering::Relaxed);
             }
+            if conn.stream.complete() && !conn.settled {
+                conn.settled = true;
+                self.shared.settled.fetch_add(1, Ordering::Relaxed);
+            }
             if conn.stream.phase == Phase::Closed {
-                close(conn, &self.poll);
+                close(conn, &self.poll, &self.shared);
                 return false;
             }
         }
@@ -372,6 +395,7 @@ impl Receiver {
                     let _ = self.poll.registry().deregister(socket);
                 }
                 conn.stream.phase = Phase::Stopped;
+                conn.settle(&self.shared);
                 continue;
             }
             if !conn.reconnects || conn.stream.phase != Phase::Live {
@@ -390,7 +414,9 @@ impl Receiver {
 
     fn reconnect(&mut self, t: usize) {
         let conn = &mut self.conns[t];
-        close(conn, &self.poll);
+        if let Some(mut socket) = conn.socket.take() {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
         conn.decoder = FrameDecoder::new(u16::MAX);
         conn.xid = conn.xid % 0x00ff_ffff + 1;
         let query = conn.stream.resume(conn.xid);
@@ -400,6 +426,7 @@ impl Receiver {
             Err(e) => {
                 self.stats.error(connect_error_kind(&e));
                 self.conns[t].stream.phase = Phase::Closed;
+                self.conns[t].settle(&self.shared);
             }
         }
     }
@@ -430,13 +457,14 @@ impl Receiver {
     }
 }
 
-/// Drop the connection's socket.
-fn close(conn: &mut Conn, poll: &Poll) {
+/// Drop the connection's socket; a connection closed for good is settled.
+fn close(conn: &mut Conn, poll: &Poll, shared: &Shared) {
     if let Some(mut socket) = conn.socket.take() {
         let _ = poll.registry().deregister(&mut socket);
     }
     if conn.stream.phase != Phase::Stopped {
         conn.stream.phase = Phase::Closed;
+        conn.settle(shared);
     }
 }
 

@@ -323,7 +323,7 @@ impl fmt::Display for Report {
             i.writes,
             i.late_us_max,
             if self.load.drain_timed_out {
-                "; the drain hit --drain-max: lqd was still delivering"
+                "; the drain ended before every connection had every final state"
             } else {
                 ""
             }

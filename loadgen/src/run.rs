@@ -272,6 +272,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             reconnect_pct: args.reconnect_pct,
             reconnect_every: args.reconnect_every,
         },
+        planned: args.changes(),
     });
     let shared = Arc::new(Shared::new());
     let receivers = start_receivers(&config, &shared)?;
@@ -370,7 +371,8 @@ pub(crate) struct Load {
     pub(crate) rss_load_kib: Option<u64>,
     /// Syscalls per delivered frame and how they were counted.
     pub(crate) syscalls: Syscalls,
-    /// True when the drain ended by its time limit, not by quiet.
+    /// True when the drain ended by its time limit or by quiet, not because every
+    /// connection had every final state.
     pub(crate) drain_timed_out: bool,
     /// CPU seconds lqd used from the schedule's start to the end of the drain.
     pub(crate) lqd_cpu_s: Option<f64>,
@@ -445,7 +447,12 @@ fn run_schedule(
     })
 }
 
-/// Wait until no DATA arrived for a second (or --drain-max); true if the limit ended it.
+/// No DATA for this long ends the drain even with connections short of their final
+/// states (they count as missing).
+const QUIET_NS: u64 = 5_000_000_000;
+
+/// Wait until every connection has every final state (or is stopped or closed), no DATA
+/// arrived for [`QUIET_NS`], or --drain-max passed; true if the limit or the quiet ended it.
 fn drain(
     args: &Args,
     shared: &Shared,
@@ -454,16 +461,15 @@ fn drain(
     rss_load: &mut Option<u64>,
 ) -> bool {
     let deadline = Instant::now() + args.drain_max;
-    let quiet_ns = 1_000_000_000;
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        if shared.settled.load(Ordering::Acquire) >= args.connections {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
         *rss_load = (*rss_load).max(target.pid.and_then(rss_kib));
         progress.show(shared);
         let last = shared.last_data_ns.load(Ordering::Acquire);
-        if shared.now_ns().saturating_sub(last) >= quiet_ns {
-            return false;
-        }
-        if Instant::now() >= deadline {
+        if shared.now_ns().saturating_sub(last) >= QUIET_NS || Instant::now() >= deadline {
             return true;
         }
     }
