@@ -11,6 +11,20 @@ use std::time::Duration;
 /// Largest `/metrics` answer read.
 const METRICS_BYTES_MAX: u64 = 8 << 20;
 
+/// CPUs and the load average now (other load on the host skews every figure).
+pub(crate) fn host_line() -> String {
+    format!(
+        "{} CPUs, load average {} at the start",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
 /// VmRSS of process `pid`, KiB.
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

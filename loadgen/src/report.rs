@@ -77,6 +77,8 @@ pub(crate) struct LqdFigures {
     pub(crate) rss_idle_kib: Option<u64>,
     /// Its exit status, when spawned.
     pub(crate) exit: Option<String>,
+    /// The host: CPUs and /proc/loadavg when the run started (other load skews figures).
+    pub(crate) host: String,
 }
 
 /// Everything a run measured.
@@ -162,6 +164,7 @@ impl Report {
                 "rss_per_idle_connection_kib": self.rss_per_connection_kib(),
                 "exit": self.lqd.exit,
             },
+            "host": self.lqd.host,
             "syscalls": {
                 "per_frame": self.load.syscalls.per_frame,
                 "syscalls": self.load.syscalls.syscalls,
@@ -268,7 +271,7 @@ impl Report {
         )?;
         writeln!(
             f,
-            "  missing final states {}   duplicates {}   out of order {}",
+            "  final states missing at the end {}   duplicates {}   out of order {}",
             s.missing, s.duplicates, s.out_of_order
         )?;
         writeln!(
@@ -299,38 +302,8 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = &self.population;
-        let i = &self.load.injected;
-        writeln!(
-            f,
-            "lq-loadgen: {} Active requestors ({} got their REPLY), {} changes/s: {} changes \
-             over {} clients ({} links, {} relays, every {} a prefix)",
-            self.connections,
-            self.connected,
-            self.rate,
-            i.rows,
-            p.clients,
-            p.links,
-            p.relays,
-            opt((p.pd_every > 0).then_some(p.pd_every))
-        )?;
-        writeln!(
-            f,
-            "writer: {} rows in {} appends, at most {} µs behind schedule{}",
-            i.rows,
-            i.writes,
-            i.late_us_max,
-            if self.load.drain_timed_out {
-                "; the drain ended before every connection had every final state"
-            } else {
-                ""
-            }
-        )?;
-        self.fmt_latency(f)?;
-        self.fmt_throughput(f)?;
-        self.fmt_checks(f)?;
+impl Report {
+    fn fmt_lqd(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.lqd;
         writeln!(
             f,
@@ -371,5 +344,42 @@ impl fmt::Display for Report {
             writeln!(f, "     exit after SIGTERM: {exit}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.population;
+        let i = &self.load.injected;
+        writeln!(
+            f,
+            "lq-loadgen: {} Active requestors ({} got their REPLY), {} changes/s: {} changes \
+             over {} clients ({} links, {} relays, every {} a prefix)",
+            self.connections,
+            self.connected,
+            self.rate,
+            i.rows,
+            p.clients,
+            p.links,
+            p.relays,
+            opt((p.pd_every > 0).then_some(p.pd_every))
+        )?;
+        writeln!(
+            f,
+            "writer: {} rows in {} appends, at most {} µs behind schedule{}",
+            i.rows,
+            i.writes,
+            i.late_us_max,
+            if self.load.drain_timed_out {
+                "; the drain ended before every connection had every final state"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(f, "host: {}", self.lqd.host)?;
+        self.fmt_latency(f)?;
+        self.fmt_throughput(f)?;
+        self.fmt_checks(f)?;
+        self.fmt_lqd(f)
     }
 }

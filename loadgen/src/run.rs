@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context};
 
 use crate::fleet::{FleetConfig, Mix, Receiver, Shared};
 use crate::inject::{inject, Injected};
-use crate::observe::{cpu_seconds, perf_works, rss_kib, scrape, PerfSyscalls};
+use crate::observe::{cpu_seconds, host_line, perf_works, rss_kib, scrape, PerfSyscalls};
 use crate::population::Population;
 use crate::progress::Progress;
 use crate::report::{LqdFigures, Report, Syscalls};
@@ -247,6 +247,7 @@ fn target(args: &Args) -> anyhow::Result<Target> {
 pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let population = args.validate()?;
     ensure_fd_limit(2 * args.connections as u64 + 256)?;
+    let host = host_line();
     let rtt = (args.rtt_count > 0)
         .then(|| {
             rtt::run(&rtt::Args {
@@ -307,6 +308,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             rss_before_kib: rss_before,
             rss_idle_kib: rss_idle,
             exit,
+            host,
         },
     })
 }
