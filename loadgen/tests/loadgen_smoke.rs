@@ -108,7 +108,7 @@ fn a_tiny_spawned_run_loses_nothing() {
         "p99.99",
         "lqd / round trip",
         "lqd / pump",
-        "missing final states",
+        "final states missing",
     ] {
         assert!(table.contains(heading), "{heading} not in\n{table}");
     }
