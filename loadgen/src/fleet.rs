@@ -67,9 +67,21 @@ pub(crate) struct FleetConfig {
     pub(crate) mix: Mix,
     /// Changes the schedule plans (each connection knows every client's final state).
     pub(crate) planned: u64,
+    /// (this process's part, parts): it holds connections `part, part + parts, …`.
+    pub(crate) part: (usize, usize),
 }
 
 impl FleetConfig {
+    /// The connections receiver thread `thread` of this process holds.
+    fn connections_of(&self, thread: usize) -> Vec<usize> {
+        let (part, parts) = self.part;
+        (part..self.connections)
+            .step_by(parts)
+            .skip(thread)
+            .step_by(self.threads)
+            .collect()
+    }
+
     /// Connection `i`'s filter.
     pub(crate) fn filter_of(&self, i: usize) -> Filter {
         let p = &self.population;
@@ -102,6 +114,8 @@ fn pct_slot(i: usize, step: usize, offset: usize) -> u32 {
 pub(crate) struct Shared {
     /// The clock every instant is measured on.
     pub(crate) origin: Instant,
+    /// `origin` as CLOCK_REALTIME nanoseconds (instants cross processes that way).
+    pub(crate) origin_unix_ns: u64,
     /// Connections whose first REPLY arrived.
     pub(crate) replied: AtomicUsize,
     /// Connections that could not be opened.
@@ -124,8 +138,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// Fresh shared state.
     pub(crate) fn new() -> Self {
+        let origin = Instant::now();
+        let origin_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Self {
-            origin: Instant::now(),
+            origin,
+            origin_unix_ns,
             replied: AtomicUsize::new(0),
             connect_failed: AtomicUsize::new(0),
             data_frames: AtomicU64::new(0),
@@ -197,7 +216,7 @@ impl Receiver {
         thread: usize,
     ) -> anyhow::Result<Self> {
         assert!(thread < config.threads, "thread index within the fleet");
-        let mine = (thread..config.connections).step_by(config.threads).count();
+        let mine = config.connections_of(thread).len();
         Ok(Self {
             config,
             shared,
@@ -210,9 +229,7 @@ impl Receiver {
 
     /// Open this thread's connections, then receive until told to stop; returns the counts.
     pub(crate) fn run(mut self, thread: usize) -> anyhow::Result<ThreadStats> {
-        let mine: Vec<usize> = (thread..self.config.connections)
-            .step_by(self.config.threads)
-            .collect();
+        let mine = self.config.connections_of(thread);
         let mut events = Events::with_capacity(1024);
         for chunk in mine.chunks(CONNECT_CHUNK) {
             let first = self.conns.len();
@@ -398,7 +415,12 @@ impl Receiver {
                 conn.settle(&self.shared);
                 continue;
             }
-            if !conn.reconnects || conn.stream.phase != Phase::Live {
+            // No reconnect once the schedule is written: the drain waits for final states.
+            let written = self.shared.written.load(Ordering::Relaxed);
+            if !conn.reconnects
+                || conn.stream.phase != Phase::Live
+                || written >= self.config.planned
+            {
                 continue;
             }
             if conn.next_reconnect_ns == 0 {
@@ -439,6 +461,10 @@ impl Receiver {
         for conn in &mut self.conns {
             match conn.stream.phase {
                 Phase::Live | Phase::CatchingUp => {
+                    conn.stream.check(&population, written, &mut self.stats);
+                }
+                Phase::Querying if conn.replied => {
+                    self.stats.error("a reconnect unanswered at the end");
                     conn.stream.check(&population, written, &mut self.stats);
                 }
                 Phase::Stopped => {

@@ -12,6 +12,7 @@ mod conn;
 mod fleet;
 mod inject;
 mod observe;
+mod parts;
 mod population;
 mod progress;
 mod pump;
@@ -41,6 +42,12 @@ enum Command {
     Run(Box<run::Args>),
     /// Loopback TCP round-trip of one framed LEASEQUERY-DATA (the latency baseline).
     Rtt(rtt::Args),
+    /// One process of a fleet spread over processes (started by `run`).
+    #[command(hide = true)]
+    FleetPart(Box<parts::PartArgs>),
+    /// One process of the pump baseline spread over processes (started by `run`).
+    #[command(hide = true)]
+    PumpPart(parts::PumpPartArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +62,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::FleetPart(args) => parts::run_part(&args),
+        Command::PumpPart(args) => parts::run_pump_part(&args),
         Command::Rtt(args) => {
             let report = rtt::run(&args)?;
             print!("{report}");

@@ -15,12 +15,13 @@ use anyhow::{bail, ensure, Context};
 use crate::fleet::{FleetConfig, Mix, Receiver, Shared};
 use crate::inject::{inject, Injected};
 use crate::observe::{cpu_seconds, host_line, perf_works, rss_kib, scrape, PerfSyscalls};
+use crate::parts::{Parts, CONNECTIONS_PER_PROCESS, PARTS_MAX};
 use crate::population::Population;
 use crate::progress::Progress;
 use crate::report::{LqdFigures, Report, Syscalls};
 use crate::spawn::{find_lqd, Lqd, SpawnConfig};
 use crate::stats::{to_u64, ThreadStats};
-use crate::{pump, rtt};
+use crate::{parts, pump, rtt};
 
 /// Arguments of `lq-loadgen run`.
 #[derive(clap::Args, Debug)]
@@ -113,6 +114,9 @@ pub(crate) struct Args {
     /// Round trips of the loopback baseline (0 = skip it).
     #[arg(long, default_value_t = 20_000)]
     pub(crate) rtt_count: u64,
+    /// Processes holding the connections (0 = one per 9,000 connections).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) processes: usize,
     /// Write the report as JSON to this file too.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
@@ -153,6 +157,17 @@ impl Args {
             .map_or(by_duration, |c| c.min(by_duration.max(1)))
     }
 
+    /// Processes for the fleet.
+    pub(crate) fn parts(&self) -> usize {
+        if self.processes > 0 {
+            self.processes.min(PARTS_MAX)
+        } else {
+            self.connections
+                .div_ceil(CONNECTIONS_PER_PROCESS)
+                .clamp(1, PARTS_MAX)
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<Population> {
         ensure!(
             self.rate > 0.0 && self.rate <= 10_000_000.0,
@@ -187,16 +202,91 @@ impl Args {
             SEEN_BYTES_MAX >> 20
         );
         let unix = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        // A month ahead: every lease is live for the whole run.
+        self.population(unix + 30 * 86_400)
+    }
+
+    /// The population with every client's change 0 expiring at `expire_base`.
+    pub(crate) fn population(&self, expire_base: u64) -> anyhow::Result<Population> {
         let population = Population {
             clients: self.clients,
             links: self.links,
             relays: self.relays,
             pd_every: self.pd_every,
-            // A month ahead: every lease is live for the whole run.
-            expire_base: unix + 30 * 86_400,
+            expire_base,
         };
         population.validate(self.changes())?;
         Ok(population)
+    }
+}
+
+/// The fleet of this process: part `part.0` of `part.1`.
+pub(crate) fn fleet_config(
+    args: &Args,
+    target: SocketAddr,
+    population: Population,
+    part: (usize, usize),
+) -> FleetConfig {
+    FleetConfig {
+        target,
+        sources: args.sources.clone(),
+        population,
+        rate: args.rate,
+        connections: args.connections,
+        threads: args.threads.min(args.connections.div_ceil(part.1)).max(1),
+        mix: Mix {
+            link_pct: args.link_pct,
+            relay_pct: args.relay_pct,
+            stop_pct: args.stop_pct,
+            stop_after: args.stop_after,
+            reconnect_pct: args.reconnect_pct,
+            reconnect_every: args.reconnect_every,
+        },
+        planned: args.changes(),
+        part,
+    }
+}
+
+/// The receivers: threads of this process, or fleet processes.
+enum Fleet {
+    Threads(Vec<JoinHandle<anyhow::Result<ThreadStats>>>),
+    Parts(Parts),
+}
+
+impl Fleet {
+    /// CPU seconds of the load generator: this process and its fleet processes.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let mut total = cpu_seconds("self")?;
+        if let Self::Parts(parts) = self {
+            for pid in parts.pids() {
+                total += cpu_seconds(&pid.to_string())?;
+            }
+        }
+        Some(total)
+    }
+
+    fn start(&mut self, start_ns: u64) -> anyhow::Result<()> {
+        match self {
+            Self::Threads(_) => Ok(()),
+            Self::Parts(parts) => parts.start(start_ns),
+        }
+    }
+
+    fn finish(self, shared: &Shared) -> anyhow::Result<ThreadStats> {
+        shared.stop.store(true, Ordering::Release);
+        match self {
+            Self::Threads(threads) => {
+                let mut stats = ThreadStats::new();
+                for t in threads {
+                    let s = t
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("a receiver thread panicked"))??;
+                    stats.merge(&s);
+                }
+                Ok(stats)
+            }
+            Self::Parts(parts) => parts.finish(),
+        }
     }
 }
 
@@ -246,7 +336,8 @@ fn target(args: &Args) -> anyhow::Result<Target> {
 /// Run the whole benchmark.
 pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let population = args.validate()?;
-    ensure_fd_limit(2 * args.connections as u64 + 256)?;
+    let per_process = args.connections.div_ceil(args.parts()) as u64;
+    ensure_fd_limit(2 * per_process + 256)?;
     let host = host_line();
     let rtt = (args.rtt_count > 0)
         .then(|| {
@@ -258,37 +349,25 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
         .transpose()?;
     let mut target = target(args)?;
     let rss_before = target.pid.and_then(rss_kib);
-    let config = Arc::new(FleetConfig {
-        target: target.addr,
-        sources: args.sources.clone(),
-        population,
-        rate: args.rate,
-        connections: args.connections,
-        threads: args.threads.min(args.connections),
-        mix: Mix {
-            link_pct: args.link_pct,
-            relay_pct: args.relay_pct,
-            stop_pct: args.stop_pct,
-            stop_after: args.stop_after,
-            reconnect_pct: args.reconnect_pct,
-            reconnect_every: args.reconnect_every,
-        },
-        planned: args.changes(),
-    });
     let shared = Arc::new(Shared::new());
-    let receivers = start_receivers(&config, &shared)?;
-    let connected = wait_connected(&config, &shared, &target)?;
+    let parts = args.parts();
+    let mut fleet = if parts > 1 {
+        Fleet::Parts(Parts::spawn(
+            args,
+            target.addr,
+            population.expire_base,
+            parts,
+            &shared,
+        )?)
+    } else {
+        let config = Arc::new(fleet_config(args, target.addr, population, (0, 1)));
+        Fleet::Threads(start_receivers(&config, &shared)?)
+    };
+    let connected = wait_connected(args.connections, &shared, &target)?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle = target.pid.and_then(rss_kib);
-    let load = run_schedule(args, &population, &shared, &target)?;
-    shared.stop.store(true, Ordering::Release);
-    let mut stats = ThreadStats::new();
-    for r in receivers {
-        let s = r
-            .join()
-            .map_err(|_| anyhow::anyhow!("a receiver thread panicked"))??;
-        stats.merge(&s);
-    }
+    let load = run_schedule(args, &population, &shared, &target, &mut fleet)?;
+    let stats = fleet.finish(&shared)?;
     let exit = match target.spawned.as_mut() {
         Some(lqd) => Some(lqd.stop()?.to_string()),
         None => None,
@@ -313,7 +392,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
-fn start_receivers(
+/// Start this process's receiver threads.
+pub(crate) fn start_receivers(
     config: &Arc<FleetConfig>,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<ThreadStats>>>> {
@@ -329,8 +409,7 @@ fn start_receivers(
 }
 
 /// Wait until every connection has its REPLY (or failed); returns how many replied.
-fn wait_connected(config: &FleetConfig, shared: &Shared, target: &Target) -> anyhow::Result<usize> {
-    let n = config.connections;
+fn wait_connected(n: usize, shared: &Shared, target: &Target) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(20 + n as u64 / 50);
     loop {
         let replied = shared.replied.load(Ordering::Acquire);
@@ -390,6 +469,7 @@ fn run_schedule(
     population: &Population,
     shared: &Arc<Shared>,
     target: &Target,
+    fleet: &mut Fleet,
 ) -> anyhow::Result<Load> {
     let count = args.changes();
     let window = Duration::from_secs_f64(count as f64 / args.rate);
@@ -400,9 +480,10 @@ fn run_schedule(
     };
     let start_ns = shared.now_ns() + 100_000_000;
     shared.start_ns.store(start_ns, Ordering::Release);
+    fleet.start(start_ns)?;
     let lqd_pid = target.pid.map(|p| p.to_string());
     let cpu = |pid: Option<&str>| pid.and_then(cpu_seconds);
-    let cpu_before = (cpu(lqd_pid.as_deref()), cpu(Some("self")));
+    let cpu_before = (cpu(lqd_pid.as_deref()), fleet.cpu_seconds());
     let writer = {
         let (shared, journal, population, rate) = (
             Arc::clone(shared),
@@ -430,7 +511,7 @@ fn run_schedule(
         .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     let drain_timed_out = drain(args, shared, &mut progress, target, &mut rss_load);
     progress.finish(shared);
-    let cpu_after = (cpu(lqd_pid.as_deref()), cpu(Some("self")));
+    let cpu_after = (cpu(lqd_pid.as_deref()), fleet.cpu_seconds());
     let wall_s = shared.now_ns().saturating_sub(start_ns) as f64 / 1e9;
     let after = target.metrics.and_then(scrape);
     let frames_in_window =
@@ -501,7 +582,7 @@ fn run_pump(
         std::thread::available_parallelism().map_or(1, |n| n.get())
     };
     let _ = target;
-    let report = pump::run(&pump::PumpArgs {
+    let pump_args = pump::PumpArgs {
         connections: args.connections,
         batch: usize::try_from(to_u64(stats.frames_per_read().round()))
             .unwrap_or(1)
@@ -512,13 +593,19 @@ fn run_pump(
         frames,
         sources: args.sources.clone(),
         send_buffer: 262_144,
-    })?;
+    };
+    let parts = args.parts();
+    let report = if parts > 1 {
+        parts::pump(&pump_args, parts)?
+    } else {
+        pump::run(&pump_args)?
+    };
     Ok(Some(report))
 }
 
 /// Raise this process's soft descriptor limit to the hard one (prlimit(1), no `unsafe`)
 /// when it is below `needed`.
-fn ensure_fd_limit(needed: u64) -> anyhow::Result<()> {
+pub(crate) fn ensure_fd_limit(needed: u64) -> anyhow::Result<()> {
     let limits = |text: &str| -> Option<(u64, u64)> {
         let line = text.lines().find(|l| l.starts_with("Max open files"))?;
         let mut v = line["Max open files".len()..].split_whitespace();

@@ -82,7 +82,7 @@ pub(crate) struct ThreadStats {
     /// Connections lqd closed (end of stream or reset) without being asked.
     pub(crate) evicted: u64,
     /// Errors by kind.
-    pub(crate) errors: BTreeMap<&'static str, u64>,
+    pub(crate) errors: BTreeMap<String, u64>,
     /// The first DATA frames with CLIENT_DATA received, size prefix included (at most
     /// [`SAMPLES_MAX`]): the pump's frames.
     pub(crate) samples: Vec<Vec<u8>>,
@@ -114,8 +114,13 @@ impl ThreadStats {
     }
 
     /// Count one error of `kind`.
-    pub(crate) fn error(&mut self, kind: &'static str) {
-        *self.errors.entry(kind).or_insert(0) += 1;
+    pub(crate) fn error(&mut self, kind: &str) {
+        match self.errors.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.errors.insert(kind.to_owned(), 1);
+            }
+        }
     }
 
     /// Add `other` into `self`.
@@ -139,7 +144,7 @@ impl ThreadStats {
         self.reconnects += other.reconnects;
         self.evicted += other.evicted;
         for (kind, n) in &other.errors {
-            *self.errors.entry(kind).or_insert(0) += n;
+            *self.errors.entry(kind.clone()).or_insert(0) += n;
         }
         let room = SAMPLES_MAX - self.samples.len();
         self.samples
@@ -163,6 +168,74 @@ impl ThreadStats {
             return 0.0;
         }
         (self.data_frames + self.other_frames) as f64 / self.reads as f64
+    }
+
+    /// Every count, the histogram as (value, count) pairs and the samples, for a fleet
+    /// process to hand to its coordinator ([`Self::from_wire`] reads it back).
+    pub(crate) fn to_wire(&self) -> Value {
+        let latency: Vec<[u64; 2]> = self
+            .latency
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), v.count_at_value()])
+            .collect();
+        json!({
+            "latency": latency,
+            "counts": [self.data_frames, self.other_frames, self.keepalives, self.bytes,
+                       self.reads, self.duplicates, self.out_of_order, self.catchup_repeats,
+                       self.catchup_frames, self.missing, self.coalesced, self.expected,
+                       self.checked, self.reconnects, self.evicted],
+            "errors": self.errors,
+            "samples": self.samples,
+        })
+    }
+
+    /// The counts [`Self::to_wire`] wrote.
+    pub(crate) fn from_wire(v: &Value) -> Option<Self> {
+        let mut s = Self::new();
+        for pair in v["latency"].as_array()? {
+            let (value, count) = (pair[0].as_u64()?, pair[1].as_u64()?);
+            s.latency.saturating_record_n(value, count);
+        }
+        let counts: Vec<u64> = v["counts"]
+            .as_array()?
+            .iter()
+            .map(Value::as_u64)
+            .collect::<Option<_>>()?;
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o] = counts[..] else {
+            return None;
+        };
+        (
+            s.data_frames,
+            s.other_frames,
+            s.keepalives,
+            s.bytes,
+            s.reads,
+        ) = (a, b, c, d, e);
+        (
+            s.duplicates,
+            s.out_of_order,
+            s.catchup_repeats,
+            s.catchup_frames,
+        ) = (f, g, h, i);
+        (
+            s.missing,
+            s.coalesced,
+            s.expected,
+            s.checked,
+            s.reconnects,
+            s.evicted,
+        ) = (j, k, l, m, n, o);
+        for (kind, n) in v["errors"].as_object()? {
+            s.errors.insert(kind.clone(), n.as_u64()?);
+        }
+        for sample in v["samples"].as_array()?.iter().take(SAMPLES_MAX) {
+            let bytes = sample
+                .as_array()?
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()));
+            s.samples.push(bytes.collect::<Option<Vec<u8>>>()?);
+        }
+        Some(s)
     }
 
     /// The counters as JSON.
@@ -212,5 +285,12 @@ mod tests {
         assert_eq!(a.errors["reset"], 1);
         assert!((a.frames_per_read() - 3.0).abs() < 1e-9);
         assert_eq!(a.to_json()["latency"]["count"], 2);
+        a.sample(&[17, 0, 0, 1]);
+        let back = ThreadStats::from_wire(&a.to_wire()).unwrap();
+        assert_eq!(back.latency.len(), 2);
+        assert_eq!(back.latency.max(), a.latency.max());
+        assert_eq!((back.data_frames, back.reads), (3, 1));
+        assert_eq!(back.errors, a.errors);
+        assert_eq!(back.samples, vec![vec![0, 4, 17, 0, 0, 1]]);
     }
 }

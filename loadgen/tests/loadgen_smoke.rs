@@ -2,7 +2,8 @@
 //! the embedded configuration, 24 Active requestors (a quarter filtered by link, a quarter
 //! by relay-id, some reconnecting with catch-up, some that stop reading) receive 3,000
 //! changes at 1,500/s, and the JSON report has every figure with no final state missing, no
-//! duplicate, no change out of order and no error. About 10 s.
+//! duplicate, no change out of order and no error; then 20 requestors over two fleet
+//! processes. About 10 s in all.
 //!
 //! lqd is the `lqd` binary beside `lq-loadgen` (target/<profile>/): `cargo test --workspace`
 //! builds both.
@@ -112,6 +113,49 @@ fn a_tiny_spawned_run_loses_nothing() {
     ] {
         assert!(table.contains(heading), "{heading} not in\n{table}");
     }
+}
+
+/// The same over two fleet processes (`fleet-part`, `pump-part`), as runs beyond one
+/// process's descriptors do.
+#[test]
+fn a_fleet_over_two_processes_loses_nothing() {
+    let (table, report) = run(&[
+        "--connections",
+        "20",
+        "--processes",
+        "2",
+        "--rate",
+        "1000",
+        "--duration",
+        "2s",
+        "--clients",
+        "400",
+        "--link-pct",
+        "30",
+        "--reconnect-pct",
+        "30",
+        "--reconnect-every",
+        "600ms",
+        "--pump-duration",
+        "300ms",
+        "--rtt-count",
+        "200",
+    ]);
+    let r = &report["receivers"];
+    assert_eq!(report["connected"], 20, "{table}");
+    assert_eq!(r["checked_connections"], 20, "{table}");
+    assert_eq!(r["missing_final_states"], 0, "{table}");
+    assert_eq!(r["duplicates"], 0, "{table}");
+    assert_eq!(r["out_of_order"], 0, "{table}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{table}");
+    assert!(
+        r["latency"]["count"].as_u64().expect("a count") > 0,
+        "{table}"
+    );
+    assert!(
+        report["pump"]["frames"].as_u64().expect("frames") > 0,
+        "{table}"
+    );
 }
 
 #[test]
