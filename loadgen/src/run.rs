@@ -108,6 +108,10 @@ pub(crate) struct Args {
     /// Longest wait after the schedule for the last changes to arrive.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) drain_max: Duration,
+    /// The drain also ends after this long without any DATA (lqd can fall silent for
+    /// seconds and then deliver: see README, "Benchmarks: the load generator").
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub(crate) drain_quiet: Duration,
     /// How long the pump baseline writes (0s = skip it).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub(crate) pump_duration: Duration,
@@ -530,12 +534,9 @@ fn run_schedule(
     })
 }
 
-/// No DATA for this long ends the drain even with connections short of their final
-/// states (they count as missing).
-const QUIET_NS: u64 = 5_000_000_000;
-
 /// Wait until every connection has every final state (or is stopped or closed), no DATA
-/// arrived for [`QUIET_NS`], or --drain-max passed; true if the limit or the quiet ended it.
+/// arrived for --drain-quiet, or --drain-max passed; true if the limit or the quiet ended
+/// it (connections short of their final states count them as missing).
 fn drain(
     args: &Args,
     shared: &Shared,
@@ -544,6 +545,7 @@ fn drain(
     rss_load: &mut Option<u64>,
 ) -> bool {
     let deadline = Instant::now() + args.drain_max;
+    let quiet_ns = duration_ns(args.drain_quiet);
     loop {
         if shared.settled.load(Ordering::Acquire) >= args.connections {
             return false;
@@ -552,7 +554,7 @@ fn drain(
         *rss_load = (*rss_load).max(target.pid.and_then(rss_kib));
         progress.show(shared);
         let last = shared.last_data_ns.load(Ordering::Acquire);
-        if shared.now_ns().saturating_sub(last) >= QUIET_NS || Instant::now() >= deadline {
+        if shared.now_ns().saturating_sub(last) >= quiet_ns || Instant::now() >= deadline {
             return true;
         }
     }
