@@ -106,13 +106,17 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    /// Seconds from the schedule's start to the last DATA received.
+    /// Seconds the delivery took: to the last DATA when every connection got every final
+    /// state; to the end of the drain when it did not (a silent lqd is no faster for it).
     fn delivery_s(&self) -> f64 {
+        if self.load.drain_timed_out {
+            return self.load.wall_s.max(1e-9);
+        }
         let ns = self.load.last_data_ns.saturating_sub(self.load.start_ns);
         (ns as f64 / 1e9).max(1e-9)
     }
 
-    /// DATA frames with CLIENT_DATA per second, start of schedule → last receipt.
+    /// DATA frames with CLIENT_DATA per second over [`Self::delivery_s`].
     pub(crate) fn frames_per_s(&self) -> f64 {
         self.stats.data_frames as f64 / self.delivery_s()
     }
@@ -151,6 +155,7 @@ impl Report {
                         "late_us_max": i.late_us_max },
             "receivers": self.stats.to_json(),
             "delivered_frames_per_s": self.frames_per_s(),
+            "delivery_s": self.delivery_s(),
             "delivered_bytes_per_s": self.stats.bytes as f64 / self.delivery_s(),
             "offered_frames_per_s": self.stats.expected as f64 / self.schedule_s().max(1e-9),
             "rtt": self.rtt.as_ref().map(|r| percentiles_json(&r.histogram)),
