@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's benchmark table: lq-loadgen run --spawn for N = 100, 1,000 and 5,000 Active
-# requestors at 10k and 50k changes/s, 10 s schedules, drains of at most 30 s. Reports (text and
-# JSON) go to ${1:-loadgen/results}. Before each run it waits (up to 3 minutes) for the
-# CPUs to be idle; each report prints the load average it started with. About 5 minutes
-# on a quiet box; needs `cargo build --release --workspace` first.
+# requestors at 10k and 50k changes/s, 10 s schedules, drains of at most 30 s. Reports
+# (text and JSON) go to ${1:-loadgen/results}. Before each run it waits (up to 3 minutes)
+# for the CPUs to be idle; each report prints the load average it started with. About 8
+# minutes; needs `cargo build --release --workspace` first.
 set -eu
 out="${1:-loadgen/results}"
 mkdir -p "$out"
