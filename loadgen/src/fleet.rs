@@ -206,6 +206,8 @@ pub(crate) struct Receiver {
     conns: Vec<Conn>,
     stats: ThreadStats,
     published: u64,
+    /// Tokens to read again in this turn (kept to reuse its allocation).
+    again: Vec<usize>,
 }
 
 impl Receiver {
@@ -224,6 +226,7 @@ impl Receiver {
             conns: Vec::with_capacity(mine),
             stats: ThreadStats::new(),
             published: 0,
+            again: Vec::with_capacity(1024),
         })
     }
 
@@ -305,12 +308,14 @@ impl Receiver {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e).context("epoll_wait"),
         }
-        let mut again: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        let mut again = std::mem::take(&mut self.again);
+        again.extend(events.iter().map(|e| e.token().0));
         // Edge-triggered: a connection read READS_PER_TURN_MAX times without WouldBlock is
         // read again before the next poll, after the others.
         while !again.is_empty() {
             again.retain(|&t| self.read(t));
         }
+        self.again = again;
         self.publish();
         Ok(())
     }
