@@ -89,7 +89,10 @@ fi
 equals kernel.io_uring_disabled 0 "$(sysctl_value kernel.io_uring_disabled)"
 
 # Limits: of the running lqd when there is one, else of this shell.
-pid="$(pgrep -x lqd 2>/dev/null | head -n 1)"
+pid=""
+if command -v pgrep >/dev/null 2>&1; then
+    pid="$(pgrep -x lqd 2>/dev/null | head -n 1)"
+fi
 if [ -n "$pid" ] && [ -r "/proc/$pid/limits" ]; then
     who="lqd pid $pid"
     nofile="$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")"
