@@ -27,13 +27,15 @@ pub(crate) struct Args {
 
 /// Percentiles of the round trips, in microseconds.
 pub(crate) struct Report {
-    histogram: Histogram<u64>,
+    /// Round-trip times, µs.
+    pub(crate) histogram: Histogram<u64>,
     elapsed: Duration,
 }
 
 const WARM_UP: u64 = 1_000;
 
-fn frame() -> anyhow::Result<Vec<u8>> {
+/// The framed 66-octet LEASEQUERY-DATA of protocol.md §2.7.
+pub(crate) fn frame() -> anyhow::Result<Vec<u8>> {
     let client_data = [
         0x00, 0x2d, 0x00, 0x32, 0x00, 0x01, 0x00, 0x0a, 0x00, 0x03, 0x00, 0x01, 0x02, 0x00, 0x00,
         0x00, 0x00, 0x01, 0x00, 0x05, 0x00, 0x18, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00,
