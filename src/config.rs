@@ -197,6 +197,9 @@ pub struct ServerSection {
     pub socket_send_buffer: usize,
     /// Shared LEASEQUERY-DATA bodies per worker, octets (architecture.md, "Fan-out" 2).
     pub shared_bodies: usize,
+    /// Send batches with iovecs over the shared bodies (true) or copied into each
+    /// connection's buffer first (false).
+    pub vectored_sends: bool,
     /// Longest wait before Active connections look for new records, ms.
     pub tick_ms: u64,
     /// Pin network worker i (the owner of shard i) to CPU i (modulo the CPUs present).
@@ -223,6 +226,7 @@ impl Default for ServerSection {
             send_buffer: 256 * 1024,
             socket_send_buffer: 256 * 1024,
             shared_bodies: 4 << 20,
+            vectored_sends: true,
             tick_ms: 5,
             pin_cpus: true,
         }
@@ -478,6 +482,7 @@ impl ServerSection {
             requestors,
             per_source_max: self.connections_per_source_max,
             shared_bodies: self.shared_bodies.max(crate::server::out::BODY_MAX),
+            vectored_sends: self.vectored_sends,
         };
         Ok(ServerLimits {
             workers,

@@ -62,6 +62,9 @@ pub struct NetConfig {
     pub per_source_max: usize,
     /// Octets of shared bodies per worker (the arena of [`Bodies`]).
     pub shared_bodies: usize,
+    /// Send batches as `sendmsg` iovecs over the shared bodies (true), or laid out in the
+    /// connection's own buffer first (false: one copy per connection, one iovec).
+    pub vectored_sends: bool,
 }
 
 /// State shared by all workers: the global connection cap (S-8) and counters.
@@ -522,7 +525,8 @@ impl Worker<'_> {
         }
         self.bodies.may_reset(ctx.now);
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            arm(&mut sq, slot, index, ctx, &mut self.bodies);
+            let vectored = self.config.vectored_sends;
+            arm(&mut sq, slot, index, ctx, (&mut self.bodies, vectored));
         }
         Ok(())
     }
@@ -789,7 +793,7 @@ fn arm(
     slot: &mut Slot,
     index: usize,
     ctx: &Context<'_>,
-    bodies: &mut Bodies,
+    (bodies, vectored): (&mut Bodies, bool),
 ) {
     let index = u32::try_from(index).expect("slots fit u32");
     let Some(conn) = &mut slot.conn else { return };
@@ -805,11 +809,12 @@ fn arm(
         } else if borrows {
             slot.parts_len = parts;
             slot.batch_len = len;
-            if push_batch(sq, slot, index, bodies) {
+            if vectored && push_batch(sq, slot, index, bodies) {
                 bodies.borrowed += 1;
                 add(&ctx.counters.batches, 1);
             } else {
-                // No room in the submission queue: send the batch from the own buffer.
+                // Copied sends (`vectored_sends = false`), or no room in the submission
+                // queue: lay the batch out in the own buffer and send it from there.
                 spill(slot, 0, bodies, None);
             }
         } else {
