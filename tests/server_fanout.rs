@@ -445,13 +445,14 @@ impl Run {
     }
 }
 
-fn setup(port: u16, metrics: u16, scale: &Scale) -> Setup {
+fn setup(port: u16, metrics: u16, scale: &Scale, extra: &str) -> Setup {
     let mut setup = Setup::new(&format!("127.0.0.1:{port}"));
     setup.metrics = format!("127.0.0.1:{metrics}");
     // Headroom over the requestors: each worker gets connections_max / workers slots and
     // SO_REUSEPORT need not split the connections evenly.
     let connections_max = scale.requestors + scale.requestors / 5;
-    setup.server = format!("workers = 2\nconnections_max = {connections_max}\ntick_ms = 2\n");
+    setup.server =
+        format!("workers = 2\nconnections_max = {connections_max}\ntick_ms = 2\n{extra}");
     setup.capacity = 2 * scale.clients;
     setup.segment_bytes = 4 << 20;
     setup
@@ -574,12 +575,12 @@ fn ensure_fd_limit(needed: u64) {
 }
 
 /// Run the fan-out at `scale` and check every requestor's report.
-fn fan_out(scale: &'static Scale) {
+fn fan_out(scale: &'static Scale, extra: &str) {
     ensure_fd_limit(scale.requestors as u64 + 1024);
     let dir = tempfile::tempdir().expect("temp dir");
     let journal = Journal::create(dir.path(), &[]);
     let (port, metrics) = (free_port(), free_port());
-    let lqd = Lqd::start(dir.path(), &journal, &setup(port, metrics, scale));
+    let lqd = Lqd::start(dir.path(), &journal, &setup(port, metrics, scale, extra));
     let progress = Arc::new(Progress::default());
     let mut run = Run {
         scale,
@@ -619,11 +620,18 @@ fn fan_out(scale: &'static Scale) {
 /// The fan-out: 2,000 requestors × 20,000 changes within 60 s.
 #[test]
 fn every_requestor_gets_every_change_once_in_order() {
-    fan_out(&FULL);
+    fan_out(&FULL, "");
 }
 
 /// The same checks at a tenth of the requestors and a fifth of the changes.
 #[test]
 fn small_fan_out_gets_every_change_once_in_order() {
-    fan_out(&SMALL);
+    fan_out(&SMALL, "");
+}
+
+/// The same with every batch copied into its connection's buffer before sending
+/// (`vectored_sends = false`): the bodies are still built once per worker.
+#[test]
+fn small_fan_out_with_copied_sends() {
+    fan_out(&SMALL, "vectored_sends = false\n");
 }
