@@ -17,7 +17,7 @@ use lqd::wire::build::QueryOut;
 use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode};
 
 pub use super::server_common::reserve_port;
-use super::server_common::{bulk, spawn, Row, Spawned, HEADER};
+use super::server_common::{append_rows, bulk, spawn, Row, Spawned, HEADER};
 
 /// Lease key (`2001:db8::1`, `2001:db8:100::/56`) → client DUID (hex).
 pub type State = BTreeMap<String, String>;
@@ -150,12 +150,7 @@ impl Station {
 
     /// Append rows to the journal in one write, as Kea does (kea.md §7).
     pub fn append(&self, rows: &[Row]) {
-        let text: String = rows.iter().map(Row::line).collect();
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.journal)
-            .expect("journal");
-        file.write_all(text.as_bytes()).expect("append");
+        append_rows(&self.journal, rows);
     }
 
     /// `127.0.0.1:port`.

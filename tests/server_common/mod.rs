@@ -138,6 +138,16 @@ impl Row {
     }
 }
 
+/// Append `rows` to the Kea journal at `journal` in one write, as Kea does (kea.md §7).
+pub fn append_rows(journal: &std::path::Path, rows: &[Row]) {
+    let text: String = rows.iter().map(Row::line).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal)
+        .expect("journal");
+    file.write_all(text.as_bytes()).expect("append");
+}
+
 /// A running lqd process: its stderr, line by line as it comes and all of it so far.
 pub struct Spawned {
     /// The process.
@@ -316,12 +326,7 @@ impl Lqd {
 
     /// Append rows to the journal in one write, as Kea does (kea.md §7).
     pub fn append(&self, rows: &[Row]) {
-        let text: String = rows.iter().map(Row::line).collect();
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.journal)
-            .expect("journal");
-        file.write_all(text.as_bytes()).expect("append");
+        append_rows(&self.journal, rows);
     }
 
     /// A new requestor connection.
