@@ -137,8 +137,10 @@ fn spawn_workers(
     }
     let mut mail = mailboxes(limits);
     let mut workers = Vec::with_capacity(limits.workers);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     for (i, owned) in owned.into_iter().enumerate() {
         let mail = mail.remove(0);
+        let ready = Some(ready_tx.clone());
         let listener = lqd::net::worker::listener(limits.net.listen, 1024)
             .with_context(|| format!("listening on {}", limits.net.listen))?;
         let (policy, net, readers, links) = (
@@ -173,6 +175,7 @@ fn spawn_workers(
                     mail,
                     registry,
                     index: i,
+                    ready,
                 };
                 let result = lqd::net::worker::run(parts, &policy, &readers, &links, &net, &shared);
                 let _ = watcher.join();
@@ -180,7 +183,36 @@ fn spawn_workers(
             })?;
         workers.push(worker);
     }
+    drop(ready_tx);
+    await_ready(&ready_rx, &mut workers)?;
     Ok(workers)
+}
+
+/// Wait until every worker has its ring and slots, so that "serving leasequery" is true when
+/// logged; a worker that failed to start is reported with its error.
+fn await_ready(
+    ready: &std::sync::mpsc::Receiver<()>,
+    workers: &mut Vec<thread::JoinHandle<std::io::Result<Vec<Shard>>>>,
+) -> anyhow::Result<()> {
+    let mut started = 0;
+    while started < workers.len() {
+        match ready.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(()) => started += 1,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(i) = workers.iter().position(thread::JoinHandle::is_finished) {
+                    let failed = workers.remove(i).join();
+                    let error = match failed {
+                        Ok(Err(e)) => anyhow::Error::new(e),
+                        Ok(Ok(_)) => anyhow::anyhow!("stopped before it started"),
+                        Err(_) => anyhow::anyhow!("panicked"),
+                    };
+                    return Err(error.context(format!("network worker {i} did not start")));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every worker's mailboxes for index lookups (src/server/lookup.rs). An inbox holds what

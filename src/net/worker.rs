@@ -224,6 +224,9 @@ pub struct Parts<'a> {
     pub registry: Arc<Registry>,
     /// Its index among the workers (its counters in the registry).
     pub index: usize,
+    /// Told once the worker has its ring and slots (lqd says it serves after every worker
+    /// is ready).
+    pub ready: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// Run one worker until `shared.stop` is set, its connections are done and the ingest
@@ -244,11 +247,15 @@ pub fn run(
         mail,
         registry,
         index,
+        ready,
     } = parts;
     let doorbell = Some(doorbells.fd(index));
     let counters = &registry.workers[index];
     let mut worker = Worker::new(listener, doorbell, config, (shared, counters), policy)?;
     worker.bodies.sampler = Some(Sampler::new(Arc::clone(&registry), index));
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     let mut published_at = 0;
     let started = Instant::now();
     let tick = types::Timespec::new()
