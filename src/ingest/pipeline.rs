@@ -130,18 +130,33 @@ pub fn drain(
 ) -> (usize, bool) {
     for taken in 0..max {
         match queue.try_recv() {
-            Ok(msg) => match apply(shard, &msg, now) {
-                Ok(written) => {
-                    if let (Some(stamps), ShardMsg::Change(change), 1..) = (stamps, &msg, written) {
-                        // The change's record is the last one appended.
-                        stamps.put(shard.next_sequence() - 1, change.read_ns);
+            Ok(msg) => {
+                // The read time goes in before the record can be seen: another worker may
+                // send it the moment it is committed. Nothing written: no time (0).
+                let next = shard.next_sequence();
+                let stamp = match (&msg, stamps) {
+                    (ShardMsg::Change(change), Some(stamps)) => Some((stamps, change.read_ns)),
+                    _ => None,
+                };
+                if let Some((stamps, read_ns)) = stamp {
+                    stamps.put(next, read_ns);
+                }
+                let applied = apply(shard, &msg, now);
+                if let Some((stamps, read_ns)) = stamp {
+                    let after = shard.next_sequence();
+                    if after > next + 1 {
+                        // Compaction carried records first: the change's is the last one.
+                        stamps.put(after - 1, read_ns);
+                    }
+                    if after != next + 1 {
+                        stamps.put(next, 0);
                     }
                 }
-                Err(refused) => {
+                if let Err(refused) = applied {
                     // Counted and logged by the shard; the message is not retried.
                     tracing::debug!(reason = refused.reason(), "queued change refused");
                 }
-            },
+            }
             Err(TryRecvError::Empty) => return (taken, false),
             Err(TryRecvError::Disconnected) => return (taken, true),
         }

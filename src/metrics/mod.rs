@@ -312,7 +312,8 @@ impl Sampler {
         let Some(stamps) = self.registry.stamps.get(shard) else {
             return;
         };
-        if let Some(read_ns) = stamps.get(sequence) {
+        // 0: the change wrote no record under this sequence (the stamp was withdrawn).
+        if let Some(read_ns) = stamps.get(sequence).filter(|&ns| ns != 0) {
             let latency = now_ns().saturating_sub(read_ns).max(1_000);
             // Beyond the bounds (100 s) is saturated rather than lost.
             self.local.saturating_record(latency);

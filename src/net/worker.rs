@@ -8,7 +8,9 @@
 //! Sending (architecture.md, "Fan-out" 2): `Connection::transmit` fills a [`Batch`] per
 //! connection — whole frames of its own (control, Bulk) and, for each Active binding, a
 //! small prefix of its own plus the worker's shared body of that record for this second
-//! ([`Bodies`]). A batch that points into the shared arena goes out as one `sendmsg` with
+//! ([`Bodies`]). Except for Bulk answers, a batch's own octets go to the worker's own arena
+//! for the iteration, so a connection's own buffer is touched only by Bulk answers and by
+//! what a slow socket did not take: an idle connection costs little resident memory. A batch that points into the shared arena goes out as one `sendmsg` with
 //! `MSG_DONTWAIT`: io_uring then completes it at once (all, part or EAGAIN) instead of
 //! parking it on the socket, so no send holds the arena while a reader is slow. Whatever
 //! the kernel did not take is copied into the connection's own buffer and sent from there
@@ -33,7 +35,7 @@ use crate::metrics::{add, Counters, Refusal, Registry, Sampler};
 use crate::net::Doorbells;
 use crate::server::connection::{CloseReason, Connection, Context, Permitted, Policy};
 use crate::server::lookup::{lookup, Found, LookupKey};
-use crate::server::out::{compact, gather, Batch, Bodies, Part};
+use crate::server::out::{gather, Batch, Bodies, Part, DATA_FRAME_MAX};
 use crate::store::model::Prefix;
 use crate::store::{LogReader, Shard};
 
@@ -155,6 +157,9 @@ struct Slot {
     parts: Share<Part>,
     parts_len: usize,
     batch_len: usize,
+    /// Where the batch's own parts are: at this offset of the worker's own arena, or
+    /// (`None`, Bulk answers) in `send`.
+    own_base: Option<usize>,
     iov: Share<libc::iovec>,
     msg: Box<libc::msghdr>,
     recv_busy: bool,
@@ -346,6 +351,8 @@ impl<'a> Worker<'a> {
             doorbell_value: Box::new([0; 8]),
             bodies: Bodies::new(config.shared_bodies),
             scratch: vec![0; config.send_buffer].into_boxed_slice(),
+            own: Own::new(config.shared_bodies)?,
+            rotation: 0,
             listener,
             config,
             shared,
@@ -479,6 +486,10 @@ struct Worker<'a> {
     bodies: Bodies,
     /// Where the unsent rest of a batch is assembled before it moves to the slot's buffer.
     scratch: Box<[u8]>,
+    /// The own octets (prefixes, control frames) of this iteration's batches (see `Own`).
+    own: Own,
+    /// The slot the next iteration starts with (fair use of a full own arena).
+    rotation: usize,
     listener: OwnedFd,
     config: &'a NetConfig,
     shared: &'a Shared,
@@ -531,9 +542,20 @@ impl Worker<'_> {
             self.doorbell_busy = true;
         }
         self.bodies.may_reset(ctx.now);
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let vectored = self.config.vectored_sends;
-            arm(&mut sq, slot, index, ctx, (&mut self.bodies, vectored));
+        if self.bodies.borrowed == 0 {
+            self.own.used = 0;
+        }
+        let count = self.slots.len();
+        self.rotation = (self.rotation + 1) % count.max(1);
+        let vectored = self.config.vectored_sends;
+        for index in (self.rotation..count).chain(0..self.rotation) {
+            let bufs = Bufs {
+                bodies: &mut self.bodies,
+                own: &mut self.own,
+                scratch: &mut self.scratch,
+                vectored,
+            };
+            arm(&mut sq, &mut self.slots[index], index, ctx, bufs);
         }
         Ok(())
     }
@@ -670,7 +692,7 @@ impl Worker<'_> {
                         slot.send_busy = false;
                         self.bodies.borrowed -= 1;
                         let scratch = &mut self.scratch;
-                        sent_batch(slot, result, ctx, &self.bodies, scratch);
+                        sent_batch(slot, result, ctx, (&self.bodies, &self.own), scratch);
                     } else {
                         slot.send_busy = false;
                         sent(slot, result, ctx);
@@ -700,6 +722,7 @@ impl Slot {
             parts: areas.parts.share(index),
             parts_len: 0,
             batch_len: 0,
+            own_base: None,
             iov: areas.iov.share(index),
             // SAFETY: msghdr is plain data for which all zeroes is a valid (empty) value.
             msg: Box::new(unsafe { std::mem::zeroed() }),
@@ -794,40 +817,86 @@ impl<T> std::ops::DerefMut for Share<T> {
     }
 }
 
+/// The worker's own arena: the own octets of every batch built in one loop iteration
+/// (prefixes of LEASEQUERY-DATA, control frames, keepalives), so that a connection's own
+/// buffer is touched only by Bulk answers and by what a slow socket did not take. Emptied at
+/// the top of an iteration when no `sendmsg` borrows it (they complete at once).
+struct Own {
+    map: memmap2::MmapMut,
+    used: usize,
+}
+
+impl Own {
+    fn new(octets: usize) -> io::Result<Self> {
+        Ok(Self {
+            map: memmap2::MmapMut::map_anon(octets.max(2 * DATA_FRAME_MAX))?,
+            used: 0,
+        })
+    }
+
+    fn octets(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// What `arm` builds batches with.
+struct Bufs<'a> {
+    bodies: &'a mut Bodies,
+    own: &'a mut Own,
+    scratch: &'a mut [u8],
+    vectored: bool,
+}
+
 /// Queue a receive and a send for a connection that needs them.
 fn arm(
     sq: &mut io_uring::SubmissionQueue<'_>,
     slot: &mut Slot,
     index: usize,
     ctx: &Context<'_>,
-    (bodies, vectored): (&mut Bodies, bool),
+    bufs: Bufs<'_>,
 ) {
     let index = u32::try_from(index).expect("slots fit u32");
     let Some(conn) = &mut slot.conn else { return };
     if slot.send_off == slot.send_len && !slot.send_busy {
         slot.send_off = 0;
         slot.send_len = 0;
-        let mut batch = Batch::new(&mut slot.send, &mut slot.parts, bodies);
+        // Bulk answers are copied per connection anyway: built in its own buffer. The rest
+        // goes to the worker's own arena, bounded so that a spill fits the own buffer, or,
+        // when the arena is spent (a send still borrows it), to the own buffer too.
+        let bulk = conn.is_bulk();
+        let base = bufs.own.used;
+        let room = (bufs.own.map.len() - base).min(slot.send.len());
+        let in_arena = !bulk && room >= 2 * DATA_FRAME_MAX;
+        let own: &mut [u8] = if in_arena {
+            &mut bufs.own.map[base..base + room]
+        } else {
+            &mut slot.send
+        };
+        let mut batch = Batch::new(own, &mut slot.parts, bufs.bodies);
         conn.transmit(ctx, &mut batch);
-        let (len, borrows, parts) = (batch.len(), batch.borrows(), batch.parts().len());
+        let (len, own_len, parts) = (batch.len(), batch.own_len(), batch.parts().len());
         add(&ctx.counters.frames, batch.frames() as u64);
+        slot.own_base = in_arena.then_some(base);
+        if in_arena {
+            bufs.own.used += own_len;
+        }
         if len == 0 {
             slot.progress_ms = ctx.now_ms;
-        } else if borrows {
+        } else if bulk {
+            // Own frames only: one run from the start of the buffer.
+            assert!(parts == 1 && slot.parts[0].start == 0 && slot.parts[0].len() == len);
+            slot.send_len = len;
+        } else {
             slot.parts_len = parts;
             slot.batch_len = len;
-            if vectored && push_batch(sq, slot, index, bodies) {
-                bodies.borrowed += 1;
+            if bufs.vectored && push_batch(sq, slot, index, (bufs.bodies, bufs.own)) {
+                bufs.bodies.borrowed += 1;
                 add(&ctx.counters.batches, 1);
             } else {
                 // Copied sends (`vectored_sends = false`), or no room in the submission
                 // queue: lay the batch out in the own buffer and send it from there.
-                spill(slot, 0, bodies, None);
+                spill(slot, 0, (bufs.bodies, bufs.own), bufs.scratch);
             }
-        } else {
-            // Own frames only: one run from the start of the buffer.
-            assert!(parts == 1 && slot.parts[0].start == 0 && slot.parts[0].len() == len);
-            slot.send_len = len;
         }
     }
     let Some(conn) = &mut slot.conn else { return };
@@ -867,11 +936,15 @@ fn push_batch(
     sq: &mut io_uring::SubmissionQueue<'_>,
     slot: &mut Slot,
     index: u32,
-    bodies: &Bodies,
+    (bodies, own): (&Bodies, &Own),
 ) -> bool {
     let arena = bodies.arena();
+    let own_octets: &[u8] = match slot.own_base {
+        Some(base) => &own.octets()[base..],
+        None => &slot.send,
+    };
     for (iov, part) in slot.iov.iter_mut().zip(&slot.parts[..slot.parts_len]) {
-        let source: &[u8] = if part.shared { arena } else { &slot.send };
+        let source: &[u8] = if part.shared { arena } else { own_octets };
         let octets = &source[part.start as usize..part.end as usize];
         *iov = libc::iovec {
             iov_base: octets.as_ptr().cast_mut().cast(),
@@ -885,9 +958,9 @@ fn push_batch(
         .flags(flags)
         .build()
         .user_data(user_data(KIND_SENDMSG, slot.generation, index));
-    // SAFETY: the header, the iovecs and the own buffer belong to the slot and the arena to
-    // the worker; none is written or freed until this completion (rule 1: the arena is
-    // emptied only while `Bodies::borrowed` is zero); the fd stays open meanwhile (rule 2).
+    // SAFETY: the header and the iovecs belong to the slot, the arenas to the worker; none
+    // is written or freed until this completion (rule 1: both arenas are emptied only while
+    // `Bodies::borrowed` is zero); the fd stays open meanwhile (rule 2).
     let pushed = unsafe { sq.push(&send) }.is_ok();
     slot.send_busy = pushed;
     pushed
@@ -898,7 +971,7 @@ fn sent_batch(
     slot: &mut Slot,
     result: i32,
     ctx: &Context<'_>,
-    bodies: &Bodies,
+    arenas: (&Bodies, &Own),
     scratch: &mut [u8],
 ) {
     if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
@@ -922,35 +995,23 @@ fn sent_batch(
     if taken < slot.batch_len {
         add(&ctx.counters.spills, 1);
         // The socket is full: the rest waits in the slot's own buffer (the slow path).
-        spill(slot, taken, bodies, Some(scratch));
+        spill(slot, taken, arenas, scratch);
     }
 }
 
 /// Move the batch's octets from `taken` on into the slot's own buffer, to be sent with a
-/// plain `send`. The own parts live in that same buffer, so the rest is assembled in
-/// `scratch` first; without scratch (nothing was sent yet and no send is in flight) it is
-/// assembled back to front in place, which never overwrites an own part not yet moved.
-fn spill(slot: &mut Slot, taken: usize, bodies: &Bodies, scratch: Option<&mut [u8]>) {
+/// plain `send`. The own parts may live in that same buffer, so the rest is assembled in
+/// `scratch` first.
+fn spill(slot: &mut Slot, taken: usize, (bodies, own): (&Bodies, &Own), scratch: &mut [u8]) {
     let rest = slot.batch_len - taken;
-    let arena = bodies.arena();
-    match scratch {
-        Some(scratch) => {
-            let at = gather(
-                &slot.parts[..slot.parts_len],
-                &slot.send,
-                arena,
-                taken,
-                scratch,
-            );
-            assert_eq!(at, rest);
-            slot.send[..rest].copy_from_slice(&scratch[..rest]);
-        }
-        None => {
-            assert_eq!(taken, 0);
-            let parts = &slot.parts[..slot.parts_len];
-            assert_eq!(compact(parts, &mut slot.send, arena), rest);
-        }
-    }
+    let own_octets: &[u8] = match slot.own_base {
+        Some(base) => &own.octets()[base..],
+        None => &slot.send,
+    };
+    let parts = &slot.parts[..slot.parts_len];
+    let at = gather(parts, own_octets, bodies.arena(), taken, scratch);
+    assert_eq!(at, rest);
+    slot.send[..rest].copy_from_slice(&scratch[..rest]);
     slot.parts_len = 0;
     slot.batch_len = 0;
     slot.send_off = 0;

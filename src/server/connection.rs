@@ -200,6 +200,11 @@ impl Connection {
             && self.closed.is_none()
     }
 
+    /// True while a Bulk query is being answered on this connection.
+    pub const fn is_bulk(&self) -> bool {
+        matches!(self.running, Running::Bulk(_))
+    }
+
     /// True while an Active query streams on this connection.
     pub const fn is_active(&self) -> bool {
         matches!(self.running, Running::Active(_))

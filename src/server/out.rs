@@ -336,6 +336,11 @@ impl<'a> Batch<'a> {
         self.len == 0
     }
 
+    /// Octets written into the connection's own buffer (prefixes and whole frames).
+    pub const fn own_len(&self) -> usize {
+        self.own_len
+    }
+
     /// Frames in the batch.
     pub const fn frames(&self) -> usize {
         self.frames
