@@ -9,13 +9,15 @@
 //! connection — whole frames of its own (control, Bulk) and, for each Active binding, a
 //! small prefix of its own plus the worker's shared body of that record for this second
 //! ([`Bodies`]). Except for Bulk answers, a batch's own octets go to the worker's own arena
-//! for the iteration, so a connection's own buffer is touched only by Bulk answers and by
-//! what a slow socket did not take: an idle connection costs little resident memory. A batch that points into the shared arena goes out as one `sendmsg` with
-//! `MSG_DONTWAIT`: io_uring then completes it at once (all, part or EAGAIN) instead of
-//! parking it on the socket, so no send holds the arena while a reader is slow. Whatever
-//! the kernel did not take is copied into the connection's own buffer and sent from there
-//! with an ordinary, waiting `send` (the slow-reader path, which the send timeouts of S-61
-//! and S-62 watch). The arena is emptied only when no `sendmsg` borrows it.
+//! for the iteration, and every batch's parts and iovecs to the worker's pools, so a
+//! connection's own buffer is touched only by Bulk answers and by what a slow socket did
+//! not take: an idle connection costs little resident memory. Such a batch goes out as one
+//! `sendmsg` with `MSG_DONTWAIT`: io_uring then completes it at once (all, part or EAGAIN)
+//! instead of parking it on the socket, so no send holds the arenas while a reader is
+//! slow. Whatever the kernel did not take is copied into the connection's own buffer and
+//! sent from there with an ordinary, waiting `send` (the slow-reader path, which the send
+//! timeouts of S-61 and S-62 watch). The arenas are emptied only when no `sendmsg` borrows
+//! them.
 //!
 //! SEND_ZC is not used: on loopback the kernel copies anyway, and for frames of a few
 //! hundred octets its page pinning and notification costs more than the copy.
@@ -154,13 +156,13 @@ struct Slot {
     send_off: usize,
     /// The batch of the `sendmsg` in flight (parts, their iovecs, its header): these
     /// belong to the kernel until its completion.
-    parts: Share<Part>,
+    /// The batch's parts are `parts_base..parts_base + parts_len` of the pools.
+    parts_base: usize,
     parts_len: usize,
     batch_len: usize,
     /// Where the batch's own parts are: at this offset of the worker's own arena, or
     /// (`None`, Bulk answers) in `send`.
     own_base: Option<usize>,
-    iov: Share<libc::iovec>,
     msg: Box<libc::msghdr>,
     recv_busy: bool,
     send_busy: bool,
@@ -334,6 +336,11 @@ impl<'a> Worker<'a> {
         let slots = (0..config.slots)
             .map(|i| Slot::new(&mut areas, i, policy))
             .collect();
+        let pools = Pools {
+            parts: areas.parts.share(0),
+            iov: areas.iov.share(0),
+            used: 0,
+        };
         let slots_max = u32::try_from(config.slots).expect("slots fit u32");
         Ok(Worker {
             ring,
@@ -352,6 +359,7 @@ impl<'a> Worker<'a> {
             bodies: Bodies::new(config.shared_bodies),
             scratch: vec![0; config.send_buffer].into_boxed_slice(),
             own: Own::new(config.shared_bodies)?,
+            pools,
             rotation: 0,
             listener,
             config,
@@ -488,6 +496,8 @@ struct Worker<'a> {
     scratch: Box<[u8]>,
     /// The own octets (prefixes, control frames) of this iteration's batches (see `Own`).
     own: Own,
+    /// The parts and iovecs of this iteration's batches.
+    pools: Pools,
     /// The slot the next iteration starts with (fair use of a full own arena).
     rotation: usize,
     listener: OwnedFd,
@@ -544,6 +554,7 @@ impl Worker<'_> {
         self.bodies.may_reset(ctx.now);
         if self.bodies.borrowed == 0 {
             self.own.used = 0;
+            self.pools.used = 0;
         }
         let count = self.slots.len();
         self.rotation = (self.rotation + 1) % count.max(1);
@@ -552,6 +563,7 @@ impl Worker<'_> {
             let bufs = Bufs {
                 bodies: &mut self.bodies,
                 own: &mut self.own,
+                pools: &mut self.pools,
                 scratch: &mut self.scratch,
                 vectored,
             };
@@ -692,7 +704,8 @@ impl Worker<'_> {
                         slot.send_busy = false;
                         self.bodies.borrowed -= 1;
                         let scratch = &mut self.scratch;
-                        sent_batch(slot, result, ctx, (&self.bodies, &self.own), scratch);
+                        let arenas = (&self.bodies, &self.own, &*self.pools.parts);
+                        sent_batch(slot, result, ctx, arenas, scratch);
                     } else {
                         slot.send_busy = false;
                         sent(slot, result, ctx);
@@ -719,11 +732,10 @@ impl Slot {
             send: areas.send.share(index),
             send_len: 0,
             send_off: 0,
-            parts: areas.parts.share(index),
+            parts_base: 0,
             parts_len: 0,
             batch_len: 0,
             own_base: None,
-            iov: areas.iov.share(index),
             // SAFETY: msghdr is plain data for which all zeroes is a valid (empty) value.
             msg: Box::new(unsafe { std::mem::zeroed() }),
             recv_busy: false,
@@ -747,13 +759,25 @@ struct Areas {
 }
 
 impl Areas {
+    /// Send buffers per slot; batch parts and iovecs as pools for the batches of one loop
+    /// iteration (at most one batch per slot, so `slots * PARTS_MAX` suffices), packed from
+    /// the start each iteration: only as many pages are resident as the busiest iteration
+    /// used, however many connections are open.
     fn new(slots: usize, send_buffer: usize) -> io::Result<Self> {
         Ok(Self {
             send: Area::new(slots, send_buffer)?,
-            parts: Area::new(slots, PARTS_MAX)?,
-            iov: Area::new(slots, PARTS_MAX)?,
+            parts: Area::new(1, slots * PARTS_MAX)?,
+            iov: Area::new(1, slots * PARTS_MAX)?,
         })
     }
+}
+
+/// The parts and iovecs of an iteration's batches (see [`Areas::new`]).
+struct Pools {
+    parts: Share<Part>,
+    iov: Share<libc::iovec>,
+    /// Entries handed out this iteration.
+    used: usize,
 }
 
 /// `slots` arrays of `per_slot` values of `T`, zero-filled.
@@ -843,6 +867,7 @@ impl Own {
 struct Bufs<'a> {
     bodies: &'a mut Bodies,
     own: &'a mut Own,
+    pools: &'a mut Pools,
     scratch: &'a mut [u8],
     vectored: bool,
 }
@@ -857,7 +882,8 @@ fn arm(
 ) {
     let index = u32::try_from(index).expect("slots fit u32");
     let Some(conn) = &mut slot.conn else { return };
-    if slot.send_off == slot.send_len && !slot.send_busy {
+    let pool_room = bufs.pools.parts.len() - bufs.pools.used;
+    if slot.send_off == slot.send_len && !slot.send_busy && pool_room >= PARTS_MAX {
         slot.send_off = 0;
         slot.send_len = 0;
         // Bulk answers are copied per connection anyway: built in its own buffer. The rest
@@ -872,9 +898,13 @@ fn arm(
         } else {
             &mut slot.send
         };
-        let mut batch = Batch::new(own, &mut slot.parts, bufs.bodies);
+        let parts_base = bufs.pools.used;
+        let pool = &mut bufs.pools.parts[parts_base..parts_base + PARTS_MAX];
+        let mut batch = Batch::new(own, pool, bufs.bodies);
         conn.transmit(ctx, &mut batch);
         let (len, own_len, parts) = (batch.len(), batch.own_len(), batch.parts().len());
+        bufs.pools.used += parts;
+        slot.parts_base = parts_base;
         add(&ctx.counters.frames, batch.frames() as u64);
         slot.own_base = in_arena.then_some(base);
         if in_arena {
@@ -884,18 +914,20 @@ fn arm(
             slot.progress_ms = ctx.now_ms;
         } else if bulk {
             // Own frames only: one run from the start of the buffer.
-            assert!(parts == 1 && slot.parts[0].start == 0 && slot.parts[0].len() == len);
+            let run = bufs.pools.parts[parts_base];
+            assert!(parts == 1 && run.start == 0 && run.len() == len);
             slot.send_len = len;
         } else {
             slot.parts_len = parts;
             slot.batch_len = len;
-            if bufs.vectored && push_batch(sq, slot, index, (bufs.bodies, bufs.own)) {
+            if bufs.vectored && push_batch(sq, slot, index, (bufs.bodies, bufs.own, bufs.pools)) {
                 bufs.bodies.borrowed += 1;
                 add(&ctx.counters.batches, 1);
             } else {
                 // Copied sends (`vectored_sends = false`), or no room in the submission
                 // queue: lay the batch out in the own buffer and send it from there.
-                spill(slot, 0, (bufs.bodies, bufs.own), bufs.scratch);
+                let arenas = (&*bufs.bodies, &*bufs.own, &*bufs.pools.parts);
+                spill(slot, 0, arenas, bufs.scratch);
             }
         }
     }
@@ -936,14 +968,16 @@ fn push_batch(
     sq: &mut io_uring::SubmissionQueue<'_>,
     slot: &mut Slot,
     index: u32,
-    (bodies, own): (&Bodies, &Own),
+    (bodies, own, pools): (&Bodies, &Own, &mut Pools),
 ) -> bool {
     let arena = bodies.arena();
+    let span = slot.parts_base..slot.parts_base + slot.parts_len;
     let own_octets: &[u8] = match slot.own_base {
         Some(base) => &own.octets()[base..],
         None => &slot.send,
     };
-    for (iov, part) in slot.iov.iter_mut().zip(&slot.parts[..slot.parts_len]) {
+    let iovs = &mut pools.iov[span.clone()];
+    for (iov, part) in iovs.iter_mut().zip(&pools.parts[span]) {
         let source: &[u8] = if part.shared { arena } else { own_octets };
         let octets = &source[part.start as usize..part.end as usize];
         *iov = libc::iovec {
@@ -951,7 +985,7 @@ fn push_batch(
             iov_len: octets.len(),
         };
     }
-    slot.msg.msg_iov = slot.iov.as_mut_ptr();
+    slot.msg.msg_iov = iovs.as_mut_ptr();
     slot.msg.msg_iovlen = slot.parts_len;
     let flags = u32::try_from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).expect("flags");
     let send = opcode::SendMsg::new(types::Fd(slot.fd), &raw const *slot.msg)
@@ -971,7 +1005,7 @@ fn sent_batch(
     slot: &mut Slot,
     result: i32,
     ctx: &Context<'_>,
-    arenas: (&Bodies, &Own),
+    arenas: (&Bodies, &Own, &[Part]),
     scratch: &mut [u8],
 ) {
     if slot.conn.as_ref().is_some_and(|c| c.closed().is_some()) {
@@ -1002,13 +1036,18 @@ fn sent_batch(
 /// Move the batch's octets from `taken` on into the slot's own buffer, to be sent with a
 /// plain `send`. The own parts may live in that same buffer, so the rest is assembled in
 /// `scratch` first.
-fn spill(slot: &mut Slot, taken: usize, (bodies, own): (&Bodies, &Own), scratch: &mut [u8]) {
+fn spill(
+    slot: &mut Slot,
+    taken: usize,
+    (bodies, own, pool): (&Bodies, &Own, &[Part]),
+    scratch: &mut [u8],
+) {
     let rest = slot.batch_len - taken;
     let own_octets: &[u8] = match slot.own_base {
         Some(base) => &own.octets()[base..],
         None => &slot.send,
     };
-    let parts = &slot.parts[..slot.parts_len];
+    let parts = &pool[slot.parts_base..slot.parts_base + slot.parts_len];
     let at = gather(parts, own_octets, bodies.arena(), taken, scratch);
     assert_eq!(at, rest);
     slot.send[..rest].copy_from_slice(&scratch[..rest]);
