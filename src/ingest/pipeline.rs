@@ -236,17 +236,9 @@ impl Owned {
 /// apply, expire, age out history, until the queue closes — which happens when the ingest
 /// thread ends, so nothing it sent is lost. Returns the shard.
 pub fn consume(shard: Shard, queue: Receiver<ShardMsg>) -> Shard {
-    consume_notifying(shard, queue, &|| {})
-}
-
-/// [`consume`], calling `notify` after each step that wrote records.
-pub fn consume_notifying(shard: Shard, queue: Receiver<ShardMsg>, notify: &dyn Fn()) -> Shard {
     let mut owned = Owned::new(shard, queue);
     loop {
         let written = owned.step(server_now());
-        if written > 0 {
-            notify();
-        }
         if owned.closed() {
             return owned.shard;
         }

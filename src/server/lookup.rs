@@ -81,7 +81,7 @@ pub fn lookup(shard: &Shard, index: u16, key: &LookupKey) -> Found {
         }
         LookupKey::ClientId(duid) => {
             let hash = key_hash(duid.as_slice());
-            for (offset, client) in shard.by_list_with_clients(List::Duid, hash) {
+            for (offset, client) in shard.by_list(List::Duid, hash) {
                 found.push(offset, client);
             }
         }

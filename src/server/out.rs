@@ -351,11 +351,6 @@ impl<'a> Batch<'a> {
         &self.parts[..self.parts_len]
     }
 
-    /// True when a part points into the shared arena.
-    pub fn borrows(&self) -> bool {
-        self.parts().iter().any(|p| p.shared)
-    }
-
     /// The worker's shared bodies and cursor steps.
     pub fn bodies(&mut self) -> &mut Bodies {
         self.bodies
@@ -504,29 +499,6 @@ pub fn gather(parts: &[Part], own: &[u8], arena: &[u8], skip: usize, out: &mut [
         at += n;
     }
     at
-}
-
-/// Lay a whole batch out as the bytes on the wire at the start of `own`, in place (its own
-/// parts are in `own`, shared ones in `arena`); returns its length. Every own part sits at
-/// or before its place on the wire (the own buffer holds only some of the batch's octets,
-/// in order), so moving the parts back to front never overwrites one not yet moved.
-pub fn compact(parts: &[Part], own: &mut [u8], arena: &[u8]) -> usize {
-    let total: usize = parts.iter().map(Part::len).sum();
-    let mut end = total;
-    for part in parts.iter().rev() {
-        let start = end - part.len();
-        if part.shared {
-            own[start..end].copy_from_slice(&arena[part.start as usize..part.end as usize]);
-        } else {
-            assert!(
-                part.start as usize <= start,
-                "own part after its wire place"
-            );
-            own.copy_within(part.start as usize..part.end as usize, start);
-        }
-        end = start;
-    }
-    total
 }
 
 #[cfg(test)]
@@ -687,8 +659,5 @@ mod tests {
             assert_eq!(n, rest.len());
             assert_eq!(rest, expected[skip..]);
         }
-        // In place, as when the batch cannot be queued at all.
-        let n = compact(&parts_now, &mut own, bodies.arena());
-        assert_eq!(own[..n], expected[..]);
     }
 }

@@ -724,22 +724,12 @@ impl Shard {
         Some((self.table.record(slot), self.table.client(slot)))
     }
 
-    /// [`Self::by_list`] with each client's hash.
-    pub fn by_list_with_clients(
-        &self,
-        list: List,
-        key: u64,
-    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// Latest records of the clients on `list` under the hash or link `key`, with each
+    /// client's hash.
+    pub fn by_list(&self, list: List, key: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.table
             .list(list, key)
             .map(|slot| (self.table.record(slot), self.table.client(slot)))
-    }
-
-    /// Latest records of the clients on `list` under the hash or link `key`.
-    pub fn by_list(&self, list: List, key: u64) -> impl Iterator<Item = u64> + '_ {
-        self.table
-            .list(list, key)
-            .map(|slot| self.table.record(slot))
     }
 
     /// Every live lease the shard holds, with its client's hash (start-up: the ingest
