@@ -304,7 +304,12 @@ pub fn run(
                 return Ok(owned.into_iter().map(|(_, o)| o.shard).collect());
             }
         }
-        worker.arm(&ctx, &tick, stopping)?;
+        let asks = Asks {
+            mail: &mail,
+            doorbells,
+            worker: index,
+        };
+        worker.arm(&ctx, &tick, stopping, &asks)?;
         add(&counters.enters, 1);
         match worker.ring.submit_and_wait(1) {
             Ok(_) => {}
@@ -312,7 +317,6 @@ pub fn run(
             Err(e) => return Err(e),
         }
         worker.dispatch(&ctx, policy);
-        worker.send_lookups(&mail, doorbells, index, &ctx);
     }
 }
 
@@ -418,42 +422,6 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Ask the shards' owners for the lookups that Bulk queries started this iteration want.
-    fn send_lookups(
-        &mut self,
-        mail: &Mail,
-        doorbells: &Doorbells,
-        index: usize,
-        ctx: &Context<'_>,
-    ) {
-        let shards = ctx.readers.len();
-        let workers = mail.outboxes.len();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Some(conn) = &mut slot.conn else { continue };
-            let Some((key, query)) = conn.take_lookup(shards, ctx.now_ms) else {
-                continue;
-            };
-            let slot_index = u32::try_from(i).expect("slots fit u32");
-            for shard in 0..shards {
-                let owner = shard % workers;
-                let note = Note::Lookup {
-                    from: index,
-                    slot: slot_index,
-                    generation: slot.generation,
-                    query,
-                    shard: u16::try_from(shard).expect("shards fit u16"),
-                    key: key.clone(),
-                };
-                if mail.outboxes[owner].try_send(note).is_err() {
-                    // Answers already asked for are ignored once the session scans.
-                    conn.lookup_failed();
-                    break;
-                }
-                doorbells.ring_one(owner);
-            }
-        }
-    }
-
     /// Publish what the worker keeps to itself: body counts and latency samples (once a
     /// second; the latency fold skips a second when a scrape holds the histogram).
     fn publish(&mut self) {
@@ -516,7 +484,13 @@ fn push(sq: &mut io_uring::SubmissionQueue<'_>, entry: &io_uring::squeue::Entry)
 impl Worker<'_> {
     /// Queue what is missing: the accept (or its cancellation when stopping), the tick, and
     /// each connection's receive and send.
-    fn arm(&mut self, ctx: &Context<'_>, tick: &types::Timespec, stopping: bool) -> io::Result<()> {
+    fn arm(
+        &mut self,
+        ctx: &Context<'_>,
+        tick: &types::Timespec,
+        stopping: bool,
+        asks: &Asks<'_>,
+    ) -> io::Result<()> {
         let mut sq = self.ring.submission();
         if stopping && self.accept_busy && !self.cancel_sent {
             let cancel = opcode::AsyncCancel::new(user_data(KIND_ACCEPT, 0, 0)).build();
@@ -560,6 +534,7 @@ impl Worker<'_> {
         self.rotation = (self.rotation + 1) % count.max(1);
         let vectored = self.config.vectored_sends;
         for index in (self.rotation..count).chain(0..self.rotation) {
+            ask_owners(&mut self.slots[index], index, asks, ctx);
             let bufs = Bufs {
                 bodies: &mut self.bodies,
                 own: &mut self.own,
@@ -860,6 +835,42 @@ impl Own {
 
     fn octets(&self) -> &[u8] {
         &self.map
+    }
+}
+
+/// Where a worker sends the index lookups of its Bulk queries (src/server/lookup.rs).
+struct Asks<'a> {
+    mail: &'a Mail,
+    doorbells: &'a Doorbells,
+    /// This worker's index (where the answers go).
+    worker: usize,
+}
+
+/// If the slot's Bulk query just started and wants an index lookup, ask every shard's
+/// owner (one note each); a full mailbox makes the query scan instead.
+fn ask_owners(slot: &mut Slot, index: usize, asks: &Asks<'_>, ctx: &Context<'_>) {
+    let Some(conn) = &mut slot.conn else { return };
+    let shards = ctx.readers.len();
+    let Some((key, query)) = conn.take_lookup(shards, ctx.now_ms) else {
+        return;
+    };
+    let workers = asks.mail.outboxes.len();
+    for shard in 0..shards {
+        let owner = shard % workers;
+        let note = Note::Lookup {
+            from: asks.worker,
+            slot: u32::try_from(index).expect("slots fit u32"),
+            generation: slot.generation,
+            query,
+            shard: u16::try_from(shard).expect("shards fit u16"),
+            key: key.clone(),
+        };
+        if asks.mail.outboxes[owner].try_send(note).is_err() {
+            // Answers already asked for are ignored once the session scans.
+            conn.lookup_failed();
+            return;
+        }
+        asks.doorbells.ring_one(owner);
     }
 }
 
