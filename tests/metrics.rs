@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 use lqd::wire::build::QueryOut;
 use lqd::wire::{MessageType, OptionCode};
 use scrape::{http, scrape, sum};
-use server_common::{active, bulk, duid, Lqd, Row};
-
-/// A port free right now (lqd binds it a moment later; a clash makes the start retry).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
+use server_common::{active, bulk, duid, free_port, Lqd, Row};
 
 fn promtool(text: &str) {
     let mut child = Command::new("promtool")

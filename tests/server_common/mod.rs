@@ -148,6 +148,15 @@ pub fn append_rows(journal: &std::path::Path, rows: &[Row]) {
     file.write_all(text.as_bytes()).expect("append");
 }
 
+/// A TCP port free on 127.0.0.1 right now (a clash with another test makes a start retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// A running lqd process: its stderr, line by line as it comes and all of it so far.
 pub struct Spawned {
     /// The process.

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,8 @@ use lqd::wire::{FrameDecoder, Message, MessageType, Opt, OptionCode, StatusCode,
 #[path = "../server_common/mod.rs"]
 mod server_common;
 
-pub use server_common::{HEADER, REQUESTOR};
+#[allow(unused_imports)] // Not every test that includes this module needs each.
+pub use server_common::{free_port, HEADER, REQUESTOR};
 
 /// lqd's SERVERID in every test configuration (DUID-LL 00:11:22:33:44:55).
 pub const SERVER_DUID_HEX: &str = "00030001001122334455";
@@ -260,15 +261,6 @@ impl Drop for Lqd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A TCP port free on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A leasequery message as the requestor sends it: CLIENTID [`REQUESTOR`], ORO `oro`.
