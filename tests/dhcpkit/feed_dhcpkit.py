@@ -8,32 +8,14 @@ its leasequery store, which then answers Bulk Leasequery over TCP.
 
 Usage: feed_dhcpkit.py RELAY_ADDR SERVER LINK_ADDR [COUNT] [--no-relay-id]
 Exit status 0 when every client got a RELAY-REPL carrying a REPLY (7)."""
+import os
 import socket
 import struct
 import sys
 
-
-def opt(code, data):
-    return struct.pack("!HH", code, len(data)) + data
-
-
-def solicit(mac, xid):
-    duid = bytes.fromhex("00030001") + mac                       # DUID-LL, hw type 1
-    return (bytes([1]) + xid.to_bytes(3, "big")
-            + opt(1, duid) + opt(8, b"\x00\x00")                 # CLIENTID, ELAPSED_TIME
-            + opt(3, struct.pack("!III", 1, 0, 0))               # IA_NA iaid 1
-            + opt(25, struct.pack("!III", 2, 0, 0))              # IA_PD iaid 2
-            + opt(14, b""))                                      # RAPID_COMMIT
-
-
-def relay_forw(inner, link, peer, n, with_relay_id):
-    msg = bytes([12, 0]) + socket.inet_pton(socket.AF_INET6, link) \
-        + socket.inet_pton(socket.AF_INET6, peer)
-    msg += opt(18, b"ge-0/0/%d" % n)                              # Interface-ID
-    msg += opt(37, struct.pack("!I", 4491) + b"cm-%04d" % n)     # Remote-ID, enterprise 4491
-    if with_relay_id:
-        msg += opt(53, bytes.fromhex("000300010a0b0c0d0e01"))    # Relay-ID: DUID-LL
-    return msg + opt(9, inner)                                   # RELAY_MSG
+# The relayed Rapid Commit SOLICIT is the one tests/kea/relay_client.py sends to Kea.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kea"))
+from relay_client import opt, relay_forw, solicit  # noqa: E402,F401
 
 
 def inner_type(relay_repl):

@@ -49,4 +49,5 @@ def main():
         print("client %d: got message type %d (%d bytes)" % (n, data[0], len(data)))
 
 
-main()
+if __name__ == "__main__":  # also imported by tests/dhcpkit/feed_dhcpkit.py
+    main()
