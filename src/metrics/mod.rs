@@ -266,8 +266,6 @@ pub struct Registry {
     pub readers: Vec<crate::store::LogReader>,
     /// Ingest timestamps of recent records, per shard (for the latency histogram).
     pub stamps: Vec<Stamps>,
-    /// Connections open across workers (S-8).
-    pub open: Option<std::sync::Arc<crate::net::worker::Shared>>,
 }
 
 impl Registry {
@@ -282,7 +280,6 @@ impl Registry {
             ingest: IngestGauges::default(),
             readers,
             stamps,
-            open: None,
         }
     }
 }
